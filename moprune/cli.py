@@ -1,0 +1,118 @@
+"""Command line: parse arguments, call the library, format output. Exit 0 ok, 2 bad usage or spec, 1 failure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import MopruneError, SpecError
+
+EPILOG = """examples:
+  moprune run studies/quickstart.yaml
+  moprune status studies/quickstart.yaml
+  moprune pareto studies/quickstart.yaml --format json
+"""
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pareto import format_table, pareto_frame
+    from .search import run_study
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    study = run_study(spec, storage=args.storage, n_trials=args.n_trials, timeout_s=args.timeout, log=_log)
+    print(f"\nPareto front of {spec.name!r} (feasible trials; `moprune pareto {args.spec} --all` lists every trial):")
+    print(format_table(pareto_frame(study), list(spec.objectives)))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import format_status, study_status
+    from .search import open_study
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    study = open_study(spec, args.storage)
+    print(format_status(study_status(study, spec)))
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from .pareto import format_table, pareto_frame, to_records
+    from .search import open_study
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    study = open_study(spec, args.storage)
+    frame = pareto_frame(study, include_all=args.all)
+    objectives = list(spec.objectives)
+    if args.format == "json":
+        print(json.dumps(to_records(frame, objectives), indent=2))
+    elif args.format == "csv":
+        flat = frame.drop(columns=["plan", "constraints"]).assign(plan=frame["plan"].map(json.dumps))
+        print(flat.to_csv(index=False), end="")
+    else:
+        print(format_table(frame, objectives))
+    return 0
+
+
+def _spec_parser(sub, name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("spec", help="study spec (YAML), e.g. studies/quickstart.yaml")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL; overrides the spec's (share one study "
+                   "between hosts with postgresql://...)")
+    p.set_defaults(func=func)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moprune", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Search per-layer structured pruning plans for accuracy, latency and energy measured on the "
+                    "target device; inspect the Pareto front and export the model you choose.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"moprune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = _spec_parser(sub, "run", "create or resume the study and run trials until n_trials have finished", cmd_run)
+    run.add_argument("--n-trials", type=int, metavar="N", help="total finished trials to reach (default: the spec's "
+                     "search.n_trials)")
+    run.add_argument("--timeout", type=float, metavar="S", help="stop starting new trials after S seconds")
+
+    _spec_parser(sub, "status", "trials by state, dense baseline, best accuracy, fastest feasible trial", cmd_status)
+
+    pareto = _spec_parser(sub, "pareto", "print the feasible Pareto set (every trial with --all)", cmd_pareto)
+    pareto.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    pareto.add_argument("--all", action="store_true", help="every trial, not only the feasible Pareto set")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "n_trials", None) is not None and args.n_trials < 1:
+        parser.error(f"--n-trials must be >= 1 (got {args.n_trials})")
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(f"moprune: error: {exc}", file=sys.stderr)
+        return 2
+    except MopruneError as exc:
+        print(f"moprune: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        spec = getattr(args, "spec", "SPEC")
+        print(f"\nmoprune: interrupted; finished trials are saved. Resume with: moprune {args.command} {spec}",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

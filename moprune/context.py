@@ -1,0 +1,103 @@
+"""Everything a trial needs that is computed once per process: device, data, dense model, groups, baseline."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from . import __version__
+from .data import DataBundle, load_data
+from .measure import count_complexity, measure_latency
+from .models import DenseModel, load_dense
+from .space import PruneGroup, SearchUnit, discover_groups, search_units
+from .spec import StudySpec
+from .train import evaluate
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is the first CUDA device when one is visible, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    return torch.device("cuda:0" if device == "cuda" else device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions and hardware the numbers were measured on (stored with the study and every export)."""
+    import torch_pruning
+    import torchvision
+
+    env: dict[str, Any] = {
+        "moprune": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "torch_pruning": torch_pruning.__version__, "python": platform.python_version(),
+        "device": str(device), "device_name": device_name(device), "threads": torch.get_num_threads(),
+        "host": platform.node(),
+    }
+    if device.type == "cuda":
+        env["cuda"] = torch.version.cuda
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            env["driver"] = pynvml.nvmlSystemGetDriverVersion()
+            pynvml.nvmlShutdown()
+        except Exception as exc:  # NVML missing: say so rather than guess
+            env["driver"] = f"unknown ({type(exc).__name__})"
+    return env
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The dense model's measurements; constraints and speedups are relative to these."""
+
+    accuracy: float
+    latency_ms: float
+    latency_ms_p10: float
+    latency_ms_p90: float
+    macs: int
+    params: int
+    source: str
+    sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StudyContext:
+    spec: StudySpec
+    device: torch.device
+    data: DataBundle
+    dense: DenseModel
+    groups: list[PruneGroup]
+    units: list[SearchUnit]
+    measure_inputs: torch.Tensor  # a real batch of measure.batch_size images on the device
+    trace_inputs: torch.Tensor  # one image, for tracing the dependency graph
+
+    def baseline(self) -> Baseline:
+        m = self.spec.measure
+        lat = measure_latency(self.dense.model, self.measure_inputs, warmup=m.warmup, repeats=m.repeats)
+        cx = count_complexity(self.dense.model, self.trace_inputs)
+        return Baseline(evaluate(self.dense.model, self.data.val), lat.median_ms, lat.p10_ms, lat.p90_ms,
+                        cx.macs, cx.params, self.dense.source, self.dense.sha256)
+
+
+def prepare_context(spec: StudySpec, *, device: torch.device | None = None, log=print) -> StudyContext:
+    """Load data and the dense model and discover the search units (pretraining the dense model if needed)."""
+    device = device or resolve_device(spec.device)
+    if spec.measure.threads:
+        torch.set_num_threads(spec.measure.threads)
+    data = load_data(spec.data, seed=spec.seed, device=device)
+    dense = load_dense(spec, data, device, log=log)
+    trace = data.example_inputs(1)
+    groups = discover_groups(dense.model, trace)
+    units = search_units(dense.model, groups, spec.prune.granularity, trace)
+    return StudyContext(spec, device, data, dense, groups, units, data.example_inputs(spec.measure.batch_size), trace)

@@ -1,0 +1,15 @@
+"""Exceptions that the CLI turns into exit codes: SpecError -> 2, MopruneError -> 1."""
+
+from __future__ import annotations
+
+
+class MopruneError(Exception):
+    """A runtime failure with a message a user can act on (exit code 1)."""
+
+
+class SpecError(MopruneError):
+    """An invalid study spec or command-line usage (exit code 2); raised before any compute."""
+
+
+class TrialFailed(MopruneError):
+    """A trial that cannot produce values; its reason is recorded as the trial's ``fail_reason``."""

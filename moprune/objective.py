@@ -1,0 +1,163 @@
+"""One trial: plan -> prune -> measure -> (reject early | fine-tune -> evaluate) -> objective values.
+
+Latency and energy depend only on the pruned architecture, so they are measured before the fine-tune and a plan
+that misses a hard budget is rejected without spending the fine-tune on it.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from contextlib import contextmanager
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import torch
+
+from .context import Baseline, StudyContext, device_name
+from .errors import TrialFailed
+from .measure import count_complexity, measure_paired
+from .prune import PrunedModel, apply_plan
+from .space import suggest_plan
+from .train import evaluate, train
+
+CONSTRAINT_NAMES = ("accuracy_drop", "latency_ms", "energy_mj", "macs")
+
+
+def finetune_seed(study_seed: int, trial_number: int, repeat: int = 0) -> int:
+    """The data-order seed of a trial's fine-tune: explicit, recorded, and fresh for each re-evaluation."""
+    return (study_seed * 1_000_003 + trial_number * 101 + repeat) % (2**31 - 1)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+class Timings:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+def constraint_values(spec_constraints, baseline: Baseline, measured: dict[str, float]) -> dict[str, float]:
+    """Optuna constraint values (feasible when <= 0) for every budget, in a fixed set of names.
+
+    Budgets the spec leaves unset read 0 (always feasible), so every trial carries the same constraint names.
+    """
+    c = spec_constraints
+    values = {name: 0.0 for name in CONSTRAINT_NAMES}
+    if c.max_accuracy_drop is not None and "accuracy" in measured:
+        values["accuracy_drop"] = (baseline.accuracy - measured["accuracy"]) - c.max_accuracy_drop
+    if c.max_latency_ms is not None:
+        values["latency_ms"] = measured["latency_ms"] - c.max_latency_ms
+    if c.max_energy_mj is not None and "energy_mj" in measured:
+        values["energy_mj"] = measured["energy_mj"] - c.max_energy_mj
+    if c.max_macs is not None:
+        values["macs"] = measured["macs"] - c.max_macs
+    return values
+
+
+class Objective:
+    """The callable Optuna runs for each trial; it holds the per-process StudyContext."""
+
+    def __init__(self, ctx: StudyContext, baseline: Baseline,
+                 on_trained: Callable[[optuna.Trial, PrunedModel], None] | None = None):
+        self.ctx = ctx
+        self.baseline = baseline
+        self.on_trained = on_trained  # e.g. keeps the fine-tuned weights for export
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        except TrialFailed as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
+        except Exception as exc:
+            reason = ("out of memory: " if is_out_of_memory(exc) else "") + f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("fail_reason", reason[:2000])
+            raise TrialFailed(reason) from exc
+        finally:
+            gc.collect()
+            if self.ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _run(self, trial: optuna.Trial) -> list[float]:
+        ctx, spec, timings = self.ctx, self.ctx.spec, Timings()
+        plan = suggest_plan(trial, ctx.units, spec.prune)
+        trial.set_user_attr("plan", plan)
+        with timings.phase("prune"):
+            calibration = next(ctx.data.train.batches(spec.finetune.batch_size)) if spec.prune.importance == "taylor" else None
+            pruned = apply_plan(ctx.dense.model, plan, ctx.trace_inputs, importance=spec.prune.importance,
+                                round_to=spec.prune.round_to, calibration=calibration)
+        model = pruned.model
+        with timings.phase("measure"):
+            cx = count_complexity(model, ctx.trace_inputs)
+            m = spec.measure
+            lat = measure_paired(model, ctx.dense.model, ctx.measure_inputs, warmup=m.warmup, repeats=m.repeats)
+        measured: dict[str, float] = {"latency_ms": lat.candidate.median_ms, "macs": cx.macs, "params": cx.params}
+        _set_attrs(trial, {
+            "channels": pruned.channels, "macs": cx.macs, "params": cx.params,
+            "latency_ms": lat.candidate.median_ms,
+            "latency_ms_p10": lat.candidate.p10_ms, "latency_ms_p90": lat.candidate.p90_ms,
+            "speedup": lat.speedup, "speedup_p10": lat.speedup_p10, "speedup_p90": lat.speedup_p90,
+            "device_name": device_name(ctx.device), "energy_method": None,
+        })
+        with timings.phase("evaluate"):
+            measured["accuracy_pre_ft"] = evaluate(model, ctx.data.val)
+        trial.set_user_attr("accuracy_pre_ft", measured["accuracy_pre_ft"])
+
+        budgets = constraint_values(spec.constraints, self.baseline, measured)
+        missed = [name for name in ("latency_ms", "energy_mj", "macs") if budgets[name] > 0]
+        if missed:  # reject before the fine-tune: the plan is infeasible whatever the accuracy
+            measured["accuracy"] = measured["accuracy_pre_ft"]
+            trial.set_user_attr("fail_reason", "rejected before fine-tune: over budget on " + ", ".join(missed))
+            trial.set_user_attr("rejected", True)
+        else:
+            seed = finetune_seed(spec.seed, trial.number)
+            trial.set_user_attr("finetune_seed", seed)
+            with timings.phase("finetune"):
+                ft = spec.finetune
+                train(model, ctx.data.train, steps=ft.steps, lr=ft.lr, batch_size=ft.batch_size,
+                      optimizer=ft.optimizer, seed=seed)
+            with timings.phase("evaluate"):
+                measured["accuracy"] = evaluate(model, ctx.data.val)
+        for name, value in constraint_values(spec.constraints, self.baseline, measured).items():
+            trial.set_constraint(name, value)
+        trial.set_user_attr("timings_s", timings.seconds)
+        if self.on_trained is not None and not missed:
+            self.on_trained(trial, pruned)
+        return [float(measured[name]) for name in spec.objectives]
+
+
+def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def trial_summary(values: dict[str, Any] | None) -> str:
+    """A short human line of a trial's objective values, for progress output."""
+    if not values:
+        return ""
+    parts = []
+    for name, value in values.items():
+        if name == "accuracy":
+            parts.append(f"acc {value:.3f}")
+        elif name == "latency_ms":
+            parts.append(f"{value:.2f} ms")
+        elif name == "energy_mj":
+            parts.append(f"{value:.1f} mJ")
+        elif name in ("macs", "params"):
+            parts.append(f"{name} {value / 1e6:.2f}M")
+    return "  ".join(parts)

@@ -1,0 +1,246 @@
+"""The study spec: YAML in, a frozen, validated StudySpec out. The only module that reads YAML.
+
+pydantic does the checking (``extra="forbid"``: unknown keys are errors); ``load_spec`` turns its first error into
+one line that names the key, the value and the fix. ``preflight`` adds the checks that depend on this machine
+(device, files, energy meters) and runs before any compute in ``moprune run``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError
+
+#: Objective name -> Optuna direction. Names, units and directions are fixed by the design.
+OBJECTIVES: dict[str, str] = {
+    "accuracy": "maximize",
+    "latency_ms": "minimize",
+    "energy_mj": "minimize",
+    "macs": "minimize",
+    "params": "minimize",
+}
+DATASETS_WITH_ROOT = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PretrainSpec(_Section):
+    epochs: int = Field(5, ge=1)
+    lr: float = Field(0.05, gt=0)
+    batch_size: int = Field(128, ge=1)
+
+
+class ModelSpec(_Section):
+    arch: str = "resnet18"
+    checkpoint: Path | None = None
+    pretrain: PretrainSpec = PretrainSpec()
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        if ":" in arch:
+            if not _FACTORY.match(arch):
+                raise ValueError("a custom model is written 'package.module:factory'")
+            return arch
+        import torchvision
+
+        names = torchvision.models.list_models(module=torchvision.models)
+        if arch not in names:
+            close = [n for n in names if n.startswith(arch[:4])][:5]
+            hint = f" (close: {', '.join(close)})" if close else ""
+            raise ValueError(f"not a torchvision classification model{hint}; or use 'package.module:factory'")
+        return arch
+
+
+class DataSpec(_Section):
+    name: Literal["digits", "fake", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder"] = "digits"
+    root: Path = Path("data")
+    download: bool = False
+    image_size: int = Field(32, ge=8, le=1024)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class RatioSpec(_Section):
+    low: float = Field(0.0, ge=0.0, lt=1.0)
+    high: float = Field(0.8, ge=0.0, lt=1.0)
+    step: float | None = Field(0.05, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RatioSpec:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        return self
+
+
+class PruneSpec(_Section):
+    method: Literal["channel"] = "channel"
+    importance: Literal["l1", "l2", "taylor", "bn_scale", "random"] = "l2"
+    granularity: Literal["group", "block", "stage", "global"] = "group"
+    ratio: RatioSpec = RatioSpec()
+    round_to: int | None = Field(None, ge=1)
+
+
+class FinetuneSpec(_Section):
+    steps: int = Field(100, ge=0)
+    lr: float = Field(0.01, gt=0)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+
+
+class ConstraintsSpec(_Section):
+    max_accuracy_drop: float | None = Field(0.02, ge=0.0, le=1.0)
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_energy_mj: float | None = Field(None, gt=0)
+    max_macs: float | None = Field(None, gt=0)
+
+
+class MeasureSpec(_Section):
+    batch_size: int = Field(64, ge=1)
+    warmup: int = Field(10, ge=0)
+    repeats: int = Field(30, ge=3)
+    energy_window_s: float = Field(2.0, gt=0)
+    power_sample_ms: float = Field(10.0, gt=0)
+    threads: int | None = Field(None, ge=1)
+
+
+class SearchSpec(_Section):
+    sampler: Literal["nsga2", "nsga3", "tpe", "gp", "random"] = "nsga2"
+    n_trials: int = Field(30, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    population_size: int = Field(12, ge=2)
+    seed_trials: list[Literal["dense", "uniform"]] = ["dense", "uniform"]
+    uniform_count: int = Field(4, ge=2)
+    keep_weights: Literal["pareto", "all", "none"] = "pareto"
+
+
+class StudySpec(_Section):
+    """A whole study; every section has the defaults documented in README.md."""
+
+    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    storage: str | None = None
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    prune: PruneSpec = PruneSpec()
+    finetune: FinetuneSpec = FinetuneSpec()
+    objectives: list[str] = ["accuracy", "latency_ms", "macs"]
+    constraints: ConstraintsSpec = ConstraintsSpec()
+    measure: MeasureSpec = MeasureSpec()
+    search: SearchSpec = SearchSpec()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if not _DEVICE.match(device):
+            raise ValueError("use auto, cpu, cuda or cuda:N")
+        return device
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, objectives: list[str]) -> list[str]:
+        if not objectives:
+            raise ValueError(f"name at least one objective of {', '.join(OBJECTIVES)}")
+        unknown = [o for o in objectives if o not in OBJECTIVES]
+        if unknown:
+            raise ValueError(f"unknown objective {unknown[0]!r}; choose from {', '.join(OBJECTIVES)}")
+        if len(set(objectives)) != len(objectives):
+            raise ValueError("each objective may appear once")
+        return objectives
+
+    @property
+    def storage_url(self) -> str:
+        """The Optuna storage URL: the spec's, or a SQLite file under runs/ (relative to the current directory)."""
+        return self.storage or f"sqlite:///runs/{self.name}.db"
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o] for o in self.objectives]
+
+
+def _format_error(err: dict[str, Any], source: str) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "(top level)"
+    kind, value = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        parent, key = loc.rpartition(".")[0], loc.rpartition(".")[2]
+        allowed = _allowed_keys(parent)
+        return f"{source}: unknown key {loc!r}; allowed keys{' in ' + parent if parent else ''}: {', '.join(allowed)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        return f"{source}: {loc} is required"
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{source}: {loc}: {msg}{shown}"
+
+
+def _allowed_keys(dotted: str) -> list[str]:
+    model: type[BaseModel] = StudySpec
+    for part in filter(None, dotted.split(".")):
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def parse_spec(data: Any, *, source: str = "spec") -> StudySpec:
+    """Validate an already-parsed mapping; raises SpecError with one line naming key, value and fix."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a study spec is a YAML mapping of keys (got {type(data).__name__})")
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format_error(exc.errors()[0], source)) from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a YAML study spec."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file; see studies/ for examples") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_spec(data, source=str(path))
+
+
+def preflight(spec: StudySpec) -> None:
+    """Checks that depend on this machine, run before any compute: device, checkpoint, data root, meters."""
+    import torch
+
+    if spec.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SpecError(f"device: {spec.device!r} but no CUDA device is visible here; use device: cpu or auto")
+        index = int(spec.device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise SpecError(
+                f"device: {spec.device!r} but only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0"
+            )
+    ckpt = spec.model.checkpoint
+    if ckpt is not None and not ckpt.is_file():
+        raise SpecError(
+            f"model.checkpoint: no file at {str(ckpt)!r} (relative paths resolve against {Path.cwd()}); "
+            "fix the path or set checkpoint: null to pretrain"
+        )
+    data = spec.data
+    if data.name in DATASETS_WITH_ROOT and not data.root.exists():
+        if data.name == "imagefolder" or not data.download:
+            fix = "set data.download: true" if data.name != "imagefolder" else "point it at your image folders"
+            raise SpecError(f"data.root: {str(data.root)!r} does not exist for data set {data.name!r}; {fix}")
