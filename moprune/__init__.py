@@ -22,5 +22,19 @@ def pareto_frame(*args, **kwargs):
     return _pareto(*args, **kwargs)
 
 
-__all__ = ["MopruneError", "SpecError", "StudySpec", "TrialFailed", "__version__", "load_spec", "pareto_frame",
-           "run_study"]
+def export_trial(*args, **kwargs):
+    """Export a picked trial to a folder (see ``moprune.export.export_trial``)."""
+    from .export import export_trial as _export
+
+    return _export(*args, **kwargs)
+
+
+def load_exported(*args, **kwargs):
+    """Rebuild an exported pruned model from its folder (see ``moprune.export.load_exported``)."""
+    from .export import load_exported as _load
+
+    return _load(*args, **kwargs)
+
+
+__all__ = ["MopruneError", "SpecError", "StudySpec", "TrialFailed", "__version__", "export_trial", "load_exported",
+           "load_spec", "pareto_frame", "run_study"]

@@ -62,6 +62,45 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .dashboard import write_dashboard
+    from .search import open_study
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    study = open_study(spec, args.storage)
+    out = Path(args.out) if args.out else Path("dashboards") / spec.name / "index.html"
+    written = write_dashboard(study, spec, out)
+    print(f"wrote {written} (self-contained; open it in a browser)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .export import export_trial
+    from .search import open_study
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    study = open_study(spec, args.storage)
+    result = export_trial(study, spec, args.pick, Path(args.out), formats=tuple(args.format), log=_log)
+    print(result.summary())
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluate import evaluate_export, format_evaluation
+
+    report = evaluate_export(Path(args.export_dir), device=args.device, log=_log)
+    print(json.dumps(report.as_dict(), indent=2) if args.format == "json" else format_evaluation(report))
+    return 0
+
+
 def _spec_parser(sub, name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text)
     p.add_argument("spec", help="study spec (YAML), e.g. studies/quickstart.yaml")
@@ -91,12 +130,33 @@ def build_parser() -> argparse.ArgumentParser:
     pareto = _spec_parser(sub, "pareto", "print the feasible Pareto set (every trial with --all)", cmd_pareto)
     pareto.add_argument("--format", choices=["table", "csv", "json"], default="table")
     pareto.add_argument("--all", action="store_true", help="every trial, not only the feasible Pareto set")
+
+    dash = _spec_parser(sub, "dashboard", "write the study's self-contained HTML report", cmd_dashboard)
+    dash.add_argument("--out", metavar="PATH", help="output HTML file (default dashboards/<study>/index.html)")
+
+    export = _spec_parser(sub, "export", "export a chosen trial: config.yaml, pruning.json, weights.pt, metrics.json",
+                          cmd_export)
+    export.add_argument("--pick", required=True, metavar="RULE",
+                        help="trial:N | knee | best:OBJECTIVE | OBJECTIVE@NAME<=VALUE (e.g. accuracy@latency_ms<=2.5)")
+    export.add_argument("--out", required=True, metavar="DIR", help="export folder (created)")
+    export.add_argument("--format", action="append", choices=["torch", "onnx"], default=None,
+                        help="also write model.onnx with --format onnx (needs the onnx extra); repeatable")
+
+    ev = sub.add_parser("evaluate", help="re-measure an exported model on its study's data split and device",
+                        description="re-measure an exported model: accuracy, latency (paired against dense), "
+                                    "MACs, params, energy where a meter exists, beside the recorded values")
+    ev.add_argument("export_dir", metavar="DIR", help="a folder written by `moprune export`")
+    ev.add_argument("--device", help="cpu | cuda | cuda:N (default: the study's device)")
+    ev.add_argument("--format", choices=["table", "json"], default="table")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "export":
+        args.format = ["torch", *(f for f in (args.format or []) if f != "torch")]
     if getattr(args, "n_trials", None) is not None and args.n_trials < 1:
         parser.error(f"--n-trials must be >= 1 (got {args.n_trials})")
     try:

@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .artifacts import WeightKeeper, artifacts_dir
 from .context import Baseline, StudyContext, environment, prepare_context
 from .errors import MopruneError, SpecError, TrialFailed
 from .objective import Objective, trial_summary
@@ -24,8 +25,7 @@ _RESUMABLE_KEYS = {"measure": {"threads"}, "search": {"n_trials", "timeout_s"}}
 
 # Optuna logs every failed trial with its traceback; moprune's progress line reports the recorded fail_reason.
 optuna.logging.set_verbosity(optuna.logging.ERROR)
-# Heartbeats, the retry callback and metric names are marked experimental in Optuna 5; we rely on them knowingly.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
@@ -37,10 +37,12 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     if "://" not in url:
         raise SpecError(f"storage: {url!r} is not a storage URL; use e.g. sqlite:///runs/study.db or postgresql://...")
     try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=30, grace_period=120,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=30, grace_period=120,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+            )
     except Exception as exc:
         raise MopruneError(f"cannot open storage {url!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
 
@@ -81,6 +83,8 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
 def open_study(spec: StudySpec, storage: str | None = None) -> optuna.Study:
     """Load an existing study (for status, pareto, dashboard, export); exits 2 when there is none."""
     url = storage or spec.storage_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise SpecError(f"no study database at {url.removeprefix('sqlite:///')}; run `moprune run` with this spec first")
     try:
         return optuna.load_study(study_name=spec.name, storage=make_storage(url))
     except KeyError:
@@ -131,7 +135,9 @@ def create_or_load(spec: StudySpec, ctx: StudyContext, storage: optuna.storages.
                                     load_if_exists=False)
     except optuna.exceptions.DuplicatedStudyError:  # another worker created it between our check and now
         return create_or_load(spec, ctx, storage, log=log)
-    study.set_metric_names(list(spec.objectives))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(spec.objectives))
     study.set_user_attr("spec", spec.model_dump(mode="json"))
     study.set_user_attr("baseline", baseline.as_dict())
     study.set_user_attr("environment", environment(ctx.device))
@@ -197,14 +203,15 @@ def run_study(spec: StudySpec, *, storage: str | None = None, n_trials: int | No
         return study
     # A fresh sampler seed per session: a resumed NSGA-II must not replay the proposals of the first session.
     study.sampler = make_sampler(spec, seed=spec.seed * 7919 + done)
+    keeper = WeightKeeper(artifacts_dir(spec), spec.search.keep_weights)
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
-        optuna.study.MaxTrialsCallback(target, states=FINISHED)]
+        optuna.study.MaxTrialsCallback(target, states=FINISHED), keeper.after_trial]
     bar = Progress(target, done, list(spec.objectives)) if progress else None
     if bar:
         callbacks.append(bar)
     start = time.perf_counter()
     try:
-        study.optimize(Objective(ctx, baseline), n_trials=target - done, timeout=timeout_s,
+        study.optimize(Objective(ctx, baseline, on_trained=keeper.on_trained), n_trials=target - done, timeout=timeout_s,
                        catch=(TrialFailed,), callbacks=callbacks)
     finally:
         if bar:

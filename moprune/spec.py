@@ -120,6 +120,7 @@ class SearchSpec(_Section):
     seed_trials: list[Literal["dense", "uniform"]] = ["dense", "uniform"]
     uniform_count: int = Field(4, ge=2)
     keep_weights: Literal["pareto", "all", "none"] = "pareto"
+    artifacts_dir: Path | None = None  # default runs/<name>; a shared path when several hosts share the study
 
 
 class StudySpec(_Section):

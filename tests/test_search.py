@@ -1,0 +1,122 @@
+"""The study loop on a real tiny study: seed trials, user attrs, constraints, resume, failures."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import make_spec
+from moprune.cli import main
+from moprune.errors import SpecError
+from moprune.pareto import is_feasible
+from moprune.search import finished_count, open_study, run_study
+
+QUIET = {"progress": False, "log": lambda _m: None}
+
+
+def test_tiny_study_finishes_its_trials_with_the_recorded_attrs(tiny_study):
+    spec, study = tiny_study
+    assert finished_count(study) == spec.search.n_trials
+    assert study.metric_names == ["accuracy", "latency_ms", "macs"]
+    assert {"spec", "baseline", "environment"} <= set(study.user_attrs)
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        attrs = t.user_attrs
+        for key in ("plan", "channels", "macs", "params", "latency_ms_p10", "latency_ms_p90", "speedup",
+                    "device_name", "timings_s", "finetune_seed", "accuracy_pre_ft"):
+            assert key in attrs, key
+        assert set(attrs["timings_s"]) >= {"prune", "measure", "finetune", "evaluate"}
+        assert attrs["latency_ms_p10"] <= t.values[1] <= attrs["latency_ms_p90"]
+        assert t.values[2] == attrs["macs"]
+        assert set(t.constraints) == {"accuracy_drop", "latency_ms", "energy_mj", "macs"}
+
+
+def test_seed_trials_come_first_dense_then_uniform(tiny_study):
+    spec, study = tiny_study
+    trials = study.get_trials()
+    assert set(trials[0].params.values()) == {0.0}
+    assert set(trials[1].params.values()) == {0.4} and set(trials[2].params.values()) == {0.8}
+    baseline = study.user_attrs["baseline"]
+    assert trials[0].values[2] == baseline["macs"], "the dense seed trial is the unpruned model"
+    assert trials[2].values[2] < baseline["macs"] / 10
+
+
+def test_accuracy_constraint_uses_the_dense_baseline(tiny_study):
+    spec, study = tiny_study
+    dense_acc = study.user_attrs["baseline"]["accuracy"]
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        drop = dense_acc - t.values[0]
+        assert is_feasible(t) == (drop <= spec.constraints.max_accuracy_drop + 1e-12)
+
+
+def test_pareto_json_has_the_documented_keys(tiny_study, capsys):
+    spec, study = tiny_study
+    path = spec_file(spec)
+    assert main(["pareto", str(path), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and {"number", "values", "plan", "macs", "params", "speedup"} <= set(rows[0])
+    assert set(rows[0]["values"]) == {"accuracy", "latency_ms", "macs"}
+    assert {r["number"] for r in rows} == {t.number for t in study.best_trials}
+
+
+def test_status_names_counts_baseline_and_best(tiny_study, capsys):
+    spec, _ = tiny_study
+    assert main(["status", str(spec_file(spec))]) == 0
+    out = capsys.readouterr().out
+    assert "6 finished of 6" in out and "dense baseline: accuracy" in out and "fastest feasible" in out
+
+
+def spec_file(spec):
+    """Write a spec back to YAML, as a user's file would be."""
+    import yaml
+    from pathlib import Path
+
+    path = Path(f"{spec.name}.yaml")
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    return path
+
+
+def test_resume_continues_to_n_trials_without_duplicates(session_cwd):
+    spec = make_spec(name="resume", storage=f"sqlite:///{session_cwd / 'resume.db'}", search={"n_trials": 3})
+    run_study(spec, **QUIET)
+    study = run_study(spec, n_trials=5, **QUIET)
+    numbers = [t.number for t in study.get_trials()]
+    assert numbers == [0, 1, 2, 3, 4]
+    assert finished_count(study) == 5
+    assert finished_count(run_study(spec, n_trials=5, **QUIET)) == 5, "a finished study runs nothing more"
+
+
+def test_a_changed_spec_cannot_resume_the_study(session_cwd):
+    url = f"sqlite:///{session_cwd / 'resume.db'}"
+    changed = make_spec(name="resume", storage=url, finetune={"steps": 7})
+    with pytest.raises(SpecError, match="finetune.steps"):
+        run_study(changed, n_trials=6, **QUIET)
+
+
+def test_a_failing_trial_records_why_and_the_study_goes_on(session_cwd):
+    spec = make_spec(name="nan", storage=f"sqlite:///{session_cwd / 'nan.db'}", search={"n_trials": 2},
+                     finetune={"steps": 30, "lr": 1e12})
+    study = run_study(spec, **QUIET)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert finished_count(study) == 2 and failed
+    assert all("non-finite loss" in t.user_attrs["fail_reason"] for t in failed)
+
+
+def test_open_study_without_a_database_says_run_first(session_cwd):
+    with pytest.raises(SpecError, match="run `moprune run`"):
+        open_study(make_spec(name="never", storage=f"sqlite:///{session_cwd / 'never.db'}"))
+    assert not (session_cwd / "never.db").exists()
+
+
+def test_same_spec_and_seed_propose_the_same_plans(session_cwd):
+    plans = []
+    for i in range(2):
+        spec = make_spec(name="repro", storage=f"sqlite:///{session_cwd / f'repro{i}.db'}",
+                         search={"n_trials": 6, "sampler": "random", "seed_trials": ["dense"]},
+                         finetune={"steps": 1})
+        study = run_study(spec, **QUIET)
+        plans.append([t.params for t in study.get_trials()])
+    assert plans[0] == plans[1]
+    assert len({json.dumps(p, sort_keys=True) for p in plans[0]}) == 6

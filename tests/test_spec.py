@@ -1,0 +1,122 @@
+"""Spec validation: every bad spec exits 2 with one line naming the key, the value and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from moprune.cli import main
+from moprune.errors import SpecError
+from moprune.spec import StudySpec, load_spec, parse_spec, preflight
+
+REPO = Path(__file__).resolve().parents[1]
+
+BAD_SPECS = [
+    ("nmae: quickstart\n", ["unknown key 'nmae'", "allowed keys", "name"]),
+    ("prune: {ratioo: {high: 0.5}}\n", ["unknown key 'prune.ratioo'", "ratio"]),
+    ("prune: {ratio: {high: 1.2}}\n", ["prune.ratio.high", "1.2", "less than 1"]),
+    ("prune: {ratio: {low: 0.6, high: 0.4}}\n", ["prune.ratio", "low (0.6) must be <= high (0.4)"]),
+    ("objectives: []\n", ["objectives", "at least one objective"]),
+    ("objectives: [accuracy, speed]\n", ["objectives", "unknown objective 'speed'", "latency_ms"]),
+    ("objectives: [accuracy, macs, macs]\n", ["objectives", "once"]),
+    ("search: {sampler: cmaes}\n", ["search.sampler", "'cmaes'", "nsga2"]),
+    ("device: gpu\n", ["device", "'gpu'", "cuda"]),
+    ("finetune: {steps: -1}\n", ["finetune.steps", "-1", "greater than or equal to 0"]),
+    ("model: {arch: resnet1800}\n", ["model.arch", "resnet1800", "torchvision"]),
+    ("model: {arch: 'not a factory:'}\n", ["model.arch", "package.module:factory"]),
+    ("measure: {repeats: many}\n", ["measure.repeats", "'many'", "integer"]),
+    ("name: my study\n", ["name", "'my study'"]),
+    ("data: {name: imagenet}\n", ["data.name", "'imagenet'", "cifar10"]),
+    ("prune: {importance: hessian}\n", ["prune.importance", "'hessian'", "l2"]),
+    ("data: {val_fraction: 1.5}\n", ["data.val_fraction", "1.5"]),
+    ("constraints: {max_accuracy_drop: -0.1}\n", ["constraints.max_accuracy_drop", "-0.1"]),
+    ("search: {seed_trials: [dense, best]}\n", ["search.seed_trials", "'best'"]),
+    ("name: [unclosed\n", ["not valid YAML", "line"]),
+    ("- just\n- a list\n", ["YAML mapping"]),
+]
+
+
+@pytest.mark.parametrize("text,fragments", BAD_SPECS, ids=[t.split(":")[0].strip("- ") for t, _ in BAD_SPECS])
+def test_bad_spec_exits_2_with_one_line(tmp_path, capsys, text, fragments):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_missing_checkpoint_fails_before_compute(tmp_path, capsys):
+    path = tmp_path / "ckpt.yaml"
+    path.write_text("model: {checkpoint: weights/missing.pt}\n")
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "model.checkpoint" in err and "weights/missing.pt" in err and "checkpoint: null" in err
+    assert not Path("runs/quickstart.db").exists(), "no study may be created for an invalid spec"
+
+
+def test_missing_data_root_fails_before_compute(tmp_path, capsys):
+    path = tmp_path / "data.yaml"
+    path.write_text(f"data: {{name: cifar10, root: {tmp_path / 'nowhere'}, download: false}}\n")
+    assert main(["status", str(path)]) != 0  # status needs no data; run must refuse before loading anything
+    capsys.readouterr()
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "data.root" in err and "download: true" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_device_without_gpu_exits_2(tmp_path, capsys):
+    path = tmp_path / "cuda.yaml"
+    path.write_text("device: cuda\n")
+    assert main(["run", str(path)]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_missing_spec_file_exits_2(capsys):
+    assert main(["status", "no/such/spec.yaml"]) == 2
+    assert "no such spec file" in capsys.readouterr().err
+
+
+def test_defaults_match_the_design():
+    spec = parse_spec({})
+    assert spec.objectives == ["accuracy", "latency_ms", "macs"]
+    assert spec.directions == ["maximize", "minimize", "minimize"]
+    assert spec.storage_url == "sqlite:///runs/quickstart.db"
+    assert spec.prune.ratio.high == 0.8 and spec.search.sampler == "nsga2"
+    assert spec.constraints.max_accuracy_drop == 0.02
+
+
+def test_spec_is_frozen():
+    spec = parse_spec({})
+    with pytest.raises(Exception):
+        spec.seed = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["quickstart", "resnet18_cifar10", "mobilenetv2_cifar10"])
+def test_shipped_specs_validate(name):
+    spec = load_spec(REPO / "studies" / f"{name}.yaml")
+    assert isinstance(spec, StudySpec) and spec.name == name
+
+
+def test_gpu_specs_ask_for_energy_and_download():
+    for name in ("resnet18_cifar10", "mobilenetv2_cifar10"):
+        spec = load_spec(REPO / "studies" / f"{name}.yaml")
+        assert "energy_mj" in spec.objectives and spec.data.download and spec.data.name == "cifar10"
+
+
+def test_preflight_accepts_the_quickstart():
+    preflight(load_spec(REPO / "studies" / "quickstart.yaml"))
+
+
+def test_custom_factory_is_accepted():
+    assert parse_spec({"model": {"arch": "tiny_models:small_cnn"}}).model.arch == "tiny_models:small_cnn"
+
+
+def test_spec_error_is_a_spec_error():
+    with pytest.raises(SpecError):
+        parse_spec({"seed": -1})
