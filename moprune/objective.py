@@ -17,7 +17,7 @@ import torch
 
 from .context import Baseline, StudyContext, device_name
 from .errors import TrialFailed
-from .measure import count_complexity, measure_paired
+from .measure import ARCHITECTURE_CACHE, count_complexity, measure_architecture
 from .prune import PrunedModel, apply_plan
 from .space import suggest_plan
 from .train import evaluate, train
@@ -104,16 +104,13 @@ class Objective:
         model = pruned.model
         with timings.phase("measure"):
             cx = count_complexity(model, ctx.trace_inputs)
-            m = spec.measure
-            lat = measure_paired(model, ctx.dense.model, ctx.measure_inputs, warmup=m.warmup, repeats=m.repeats)
-        measured: dict[str, float] = {"latency_ms": lat.candidate.median_ms, "macs": cx.macs, "params": cx.params}
-        _set_attrs(trial, {
-            "channels": pruned.channels, "macs": cx.macs, "params": cx.params,
-            "latency_ms": lat.candidate.median_ms,
-            "latency_ms_p10": lat.candidate.p10_ms, "latency_ms_p90": lat.candidate.p90_ms,
-            "speedup": lat.speedup, "speedup_p10": lat.speedup_p10, "speedup_p90": lat.speedup_p90,
-            "device_name": device_name(ctx.device), "energy_method": None,
-        })
+            want_energy = "energy_mj" in spec.objectives or spec.constraints.max_energy_mj is not None
+            arch = measure_architecture(model, ctx.dense.model, ctx.measure_inputs, spec.measure, device=ctx.device,
+                                        want_energy=want_energy, cache=ARCHITECTURE_CACHE)
+            lat = arch.latency
+        measured: dict[str, float] = {"latency_ms": lat.candidate.median_ms, "macs": cx.macs, "params": cx.params,
+                                      **({"energy_mj": arch.energy_mj} if arch.energy_mj is not None else {})}
+        _set_attrs(trial, {"channels": pruned.channels, "macs": cx.macs, "params": cx.params, **arch.as_attrs()})
         with timings.phase("evaluate"):
             measured["accuracy_pre_ft"] = evaluate(model, ctx.data.val)
         trial.set_user_attr("accuracy_pre_ft", measured["accuracy_pre_ft"])

@@ -13,8 +13,17 @@ ATTR_COLUMNS = ("macs", "params", "speedup", "speedup_p10", "speedup_p90", "late
                 "accuracy_pre_ft", "energy_method", "device_name", "fail_reason")
 
 
+REEVAL_PREFIX = "reeval:"  # study user attr per re-evaluated trial: accuracies on fresh fine-tune seeds
+
+
 def is_feasible(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.COMPLETE and all(v <= 0 for v in trial.constraints.values())
+
+
+def reevaluations(study: optuna.Study) -> dict[int, list[float]]:
+    """Trial number -> accuracies of its re-evaluation fine-tunes (see moprune.reevaluate)."""
+    return {int(k.removeprefix(REEVAL_PREFIX)): list(v) for k, v in study.user_attrs.items()
+            if k.startswith(REEVAL_PREFIX)}
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -22,8 +31,14 @@ def objective_names(study: optuna.Study) -> list[str]:
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """Every trial: number, state, feasible, on_front, objective values, plan and measured attributes."""
+    """Every trial: number, state, feasible, on_front, objective values, plan and measured attributes.
+
+    Where trials were re-evaluated on fresh seeds, ``accuracy`` is the mean over all their fine-tunes
+    (``accuracy_first`` keeps the trial's own value; ``accuracy_std`` and ``accuracy_n`` the spread), feasibility
+    is judged on that mean, and the front is recomputed on it. Otherwise the front is Optuna's ``best_trials``.
+    """
     names = objective_names(study)
+    reevals = reevaluations(study)
     front = {t.number for t in study.best_trials}
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -36,11 +51,47 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 row[key] = t.user_attrs.get(key)
         row["plan"] = t.user_attrs.get("plan", {})
         row["constraints"] = dict(t.constraints)
+        _merge_reevaluation(row, reevals.get(t.number), "accuracy" in names)
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
         rows.append(row)
-    columns = ["number", "state", "feasible", "on_front", *names,
+    columns = ["number", "state", "feasible", "on_front", *names, "accuracy_first", "accuracy_std", "accuracy_n",
                *[c for c in ATTR_COLUMNS if c not in names], "plan", "constraints", "duration_s"]
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns)
+    if reevals:
+        frame["on_front"] = _front_mask(frame, names, [d.name.lower() for d in study.directions])
+    return frame
+
+
+def _merge_reevaluation(row: dict[str, Any], extra: list[float] | None, has_accuracy: bool) -> None:
+    first = row.get("accuracy") if has_accuracy else None
+    row["accuracy_first"], row["accuracy_std"], row["accuracy_n"] = first, None, 1 if first is not None else None
+    if not extra or first is None:
+        return
+    import statistics
+
+    values = [first, *extra]
+    mean = statistics.fmean(values)
+    row.update(accuracy=mean, accuracy_std=statistics.stdev(values), accuracy_n=len(values))
+    if "accuracy_drop" in row["constraints"] and row["state"] == "COMPLETE":
+        # the accuracy-drop constraint is linear in accuracy: shift it by how much the mean moved
+        row["constraints"] = {**row["constraints"],
+                              "accuracy_drop": row["constraints"]["accuracy_drop"] + (first - mean)}
+        row["feasible"] = all(v <= 0 for v in row["constraints"].values())
+
+
+def _front_mask(frame: pd.DataFrame, names: list[str], directions: list[str]) -> pd.Series:
+    """Non-dominated feasible rows (moocore), for fronts recomputed on re-evaluated means."""
+    import moocore
+    import numpy as np
+
+    mask = pd.Series(False, index=frame.index)
+    feasible = frame[frame["feasible"]]
+    if feasible.empty:
+        return mask
+    points = feasible[names].to_numpy(dtype=float)
+    keep = moocore.is_nondominated(points, maximise=[d == "maximize" for d in directions], keep_weakly=True)
+    mask.loc[feasible.index[np.asarray(keep)]] = True
+    return mask
 
 
 def pareto_frame(study: optuna.Study, *, include_all: bool = False) -> pd.DataFrame:

@@ -16,8 +16,10 @@ from .artifacts import WeightKeeper, artifacts_dir
 from .context import Baseline, StudyContext, environment, prepare_context
 from .errors import MopruneError, SpecError, TrialFailed
 from .objective import Objective, trial_summary
-from .space import uniform_params
-from .spec import StudySpec, preflight
+from .reevaluate import reevaluate_front
+from .sensitivity import sensitivity_plans, sensitivity_scan
+from .space import plan_params
+from .spec import SAMPLER_CLASSES, StudySpec, preflight
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 # Keys that may change between runs of one study without changing what its trials mean.
@@ -48,16 +50,22 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
+    """The spec's sampler with its options; a bad option value is a spec error (exit 2), found before any compute."""
     s = spec.search
-    if s.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=s.population_size, seed=seed)
-    if s.sampler == "nsga3":
-        return optuna.samplers.NSGAIIISampler(population_size=s.population_size, seed=seed)
+    options: dict[str, Any] = {"seed": seed}
+    if s.sampler in ("nsga2", "nsga3"):
+        options["population_size"] = s.population_size
     if s.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if s.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
+        options["multivariate"] = True  # ratios interact: the total sparsity is what matters most
+    options.update(s.sampler_options)
+    cls = getattr(optuna.samplers, SAMPLER_CLASSES[s.sampler])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"search.sampler_options: {SAMPLER_CLASSES[s.sampler]} rejects {s.sampler_options}: {exc}"
+                        ) from None
 
 
 def _comparable(spec: StudySpec) -> dict[str, Any]:
@@ -91,25 +99,32 @@ def open_study(spec: StudySpec, storage: str | None = None) -> optuna.Study:
         raise SpecError(f"no study named {spec.name!r} in {url}; run `moprune run` with this spec first") from None
 
 
-def seed_trials(spec: StudySpec, ctx: StudyContext) -> list[dict[str, float]]:
-    """Parameters of the starting trials: ``dense`` (nothing pruned) and ``uniform`` (evenly spaced ratios)."""
-    r = spec.prune.ratio
-    out = []
+def seed_trials(spec: StudySpec, ctx: StudyContext, baseline: Baseline, *, log=print
+                ) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
+    """Parameters of the starting trials, and the sensitivity records when a scan was asked for.
+
+    ``dense``: nothing pruned; ``uniform``: ``uniform_count`` evenly spaced global ratios including both ends;
+    ``sensitivity``: plans that prune harder where the scan found accuracy cheapest per millisecond saved.
+    """
+    r, prune = spec.prune.ratio, spec.prune
+    n = spec.search.uniform_count
+    levels = [r.low + (r.high - r.low) * k / (n - 1) for k in range(n)]
+    out: list[dict[str, float]] = []
+    records: list[dict[str, Any]] = []
     for kind in spec.search.seed_trials:
         if kind == "dense":
-            out.append(uniform_params(ctx.units, r.low))
+            out.append(plan_params(ctx.units, prune, r.low))
         elif kind == "uniform":
-            n = spec.search.uniform_count
-            for k in range(1, n + 1):
-                value = r.low + (r.high - r.low) * k / n
-                if r.step:  # onto the step grid, as suggest_float(step=...) requires
-                    value = r.low + r.step * round((value - r.low) / r.step)
-                out.append(uniform_params(ctx.units, round(min(value, r.high), 6)))
-    unique = []
+            out += [plan_params(ctx.units, prune, level) for level in levels]
+        elif kind == "sensitivity" and len(ctx.units) > 1:
+            scan = sensitivity_scan(ctx, baseline, log=log)
+            records = [rec.as_dict() for rec in scan]
+            out += sensitivity_plans(scan, ctx.units, prune, levels[1:-1] or levels)
+    unique: list[dict[str, float]] = []
     for params in out:
         if params not in unique:
             unique.append(params)
-    return unique
+    return unique, records
 
 
 def create_or_load(spec: StudySpec, ctx: StudyContext, storage: optuna.storages.BaseStorage,
@@ -141,7 +156,10 @@ def create_or_load(spec: StudySpec, ctx: StudyContext, storage: optuna.storages.
     study.set_user_attr("spec", spec.model_dump(mode="json"))
     study.set_user_attr("baseline", baseline.as_dict())
     study.set_user_attr("environment", environment(ctx.device))
-    for params in seed_trials(spec, ctx):
+    params_list, sensitivity = seed_trials(spec, ctx, baseline, log=log)
+    if sensitivity:
+        study.set_user_attr("sensitivity", sensitivity)
+    for params in params_list:
         study.enqueue_trial(params, skip_if_exists=True)
     log(f"created study {spec.name!r}: dense accuracy {baseline.accuracy:.4f}, latency {baseline.latency_ms:.2f} ms, "
         f"{baseline.macs / 1e6:.1f}M MACs, {len(ctx.units)} search units")
@@ -192,6 +210,7 @@ def run_study(spec: StudySpec, *, storage: str | None = None, n_trials: int | No
               ) -> optuna.Study:
     """Create or resume the study and run trials until ``n_trials`` trials have finished in total."""
     preflight(spec)
+    make_sampler(spec, seed=spec.seed)  # validates sampler options before any compute
     target = n_trials or spec.search.n_trials
     timeout_s = timeout_s or spec.search.timeout_s
     store = make_storage(storage or spec.storage_url)
@@ -200,6 +219,7 @@ def run_study(spec: StudySpec, *, storage: str | None = None, n_trials: int | No
     done = finished_count(study)
     if done >= target:
         log(f"study {spec.name!r} already has {done} finished trials (target {target}); nothing to run")
+        _reevaluate(study, ctx, spec, target, log)
         return study
     # A fresh sampler seed per session: a resumed NSGA-II must not replay the proposals of the first session.
     study.sampler = make_sampler(spec, seed=spec.seed * 7919 + done)
@@ -217,4 +237,13 @@ def run_study(spec: StudySpec, *, storage: str | None = None, n_trials: int | No
         if bar:
             bar.close()
     log(f"{finished_count(study)} finished trials in {spec.name!r} ({time.perf_counter() - start:.0f} s this run)")
+    _reevaluate(study, ctx, spec, target, log)
     return study
+
+
+def _reevaluate(study: optuna.Study, ctx: StudyContext, spec: StudySpec, target: int,
+                log: Callable[[str], None]) -> None:
+    """Once the study has its trials (not after a timeout), re-evaluate the front on fresh seeds if asked."""
+    r = spec.search.reevaluate
+    if r.top > 0 and finished_count(study) >= target:
+        reevaluate_front(study, ctx, top=r.top, seeds=r.seeds, log=log)

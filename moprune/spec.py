@@ -86,6 +86,9 @@ class PruneSpec(_Section):
     importance: Literal["l1", "l2", "taylor", "bn_scale", "random"] = "l2"
     granularity: Literal["group", "block", "stage", "global"] = "group"
     ratio: RatioSpec = RatioSpec()
+    # A plan is a global ratio plus a per-unit offset in [-offset_max, offset_max] (clipped to the ratio range):
+    # every total sparsity is reachable, and uniform plans are the points with all offsets zero.
+    offset_max: float = Field(0.3, ge=0.0, lt=1.0)
     round_to: int | None = Field(None, ge=1)
 
 
@@ -110,17 +113,63 @@ class MeasureSpec(_Section):
     energy_window_s: float = Field(2.0, gt=0)
     power_sample_ms: float = Field(10.0, gt=0)
     threads: int | None = Field(None, ge=1)
+    cuda_graph: bool = False  # time GPU passes as CUDA-graph replays (small batches: launch overhead dominates)
+    # A CPU timing round during which other processes used more than this share of our CPUs is taken again,
+    # at most max_noisy_retries times (null = repeats); trials that could not get clean rounds say latency_noisy.
+    max_other_cpu: float = Field(0.02, ge=0.0, le=1.0)
+    max_noisy_retries: int | None = Field(None, ge=0)
+    # Rounds continue past `repeats` until the 95% CI of the median speedup is within +-ci_half_width (relative),
+    # up to max_repeats rounds (null = 8 x repeats); ci_half_width: null = exactly `repeats` rounds.
+    ci_half_width: float | None = Field(0.02, gt=0.0, lt=1.0)
+    max_repeats: int | None = Field(None, ge=3)
+
+
+class ReevaluateSpec(_Section):
+    top: int = Field(0, ge=0)  # Pareto candidates to re-fine-tune at the end of a run (0 = off)
+    seeds: int = Field(2, ge=1)  # fresh fine-tune seeds for each
+
+
+SAMPLER_CLASSES = {"nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler", "tpe": "TPESampler", "gp": "GPSampler",
+                   "random": "RandomSampler"}
+# Set by moprune itself, or deprecated in Optuna 5: not accepted under search.sampler_options.
+_RESERVED_SAMPLER_OPTIONS = {"self", "seed", "constraints_func", "population_size", "independent_sampler",
+                             "args", "kwargs"}
+
+
+def sampler_option_names(sampler: str) -> list[str]:
+    """The keyword options of an Optuna sampler's constructor that a spec may set (read from Optuna itself)."""
+    import inspect
+
+    import optuna
+
+    cls = getattr(optuna.samplers, SAMPLER_CLASSES[sampler])
+    params = inspect.signature(cls.__init__).parameters.values()
+    scalar = {"bool", "int", "float", "str", "None"}
+    return [p.name for p in params if p.name not in _RESERVED_SAMPLER_OPTIONS
+            and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and set(re.split(r"\s*\|\s*", str(p.annotation).strip("'\""))) <= scalar]
 
 
 class SearchSpec(_Section):
     sampler: Literal["nsga2", "nsga3", "tpe", "gp", "random"] = "nsga2"
+    sampler_options: dict[str, bool | int | float | str | None] = {}
     n_trials: int = Field(30, ge=1)
     timeout_s: float | None = Field(None, gt=0)
     population_size: int = Field(12, ge=2)
-    seed_trials: list[Literal["dense", "uniform"]] = ["dense", "uniform"]
+    seed_trials: list[Literal["dense", "uniform", "sensitivity"]] = ["dense", "uniform"]
     uniform_count: int = Field(4, ge=2)
+    reevaluate: ReevaluateSpec = ReevaluateSpec()
     keep_weights: Literal["pareto", "all", "none"] = "pareto"
     artifacts_dir: Path | None = None  # default runs/<name>; a shared path when several hosts share the study
+
+    @model_validator(mode="after")
+    def _known_sampler_options(self) -> SearchSpec:
+        allowed = sampler_option_names(self.sampler)
+        unknown = [k for k in self.sampler_options if k not in allowed]
+        if unknown:
+            raise ValueError(f"sampler_options: {unknown[0]!r} is not an option of {SAMPLER_CLASSES[self.sampler]}; "
+                             f"allowed: {', '.join(allowed) or 'none'}")
+        return self
 
 
 class StudySpec(_Section):
@@ -245,3 +294,24 @@ def preflight(spec: StudySpec) -> None:
         if data.name == "imagefolder" or not data.download:
             fix = "set data.download: true" if data.name != "imagefolder" else "point it at your image folders"
             raise SpecError(f"data.root: {str(data.root)!r} does not exist for data set {data.name!r}; {fix}")
+    # Energy is measured or absent, never estimated: asking for it on a device without a meter is a spec error.
+    energy_key = ("objectives: energy_mj" if "energy_mj" in spec.objectives else
+                  f"constraints.max_energy_mj: {spec.constraints.max_energy_mj}"
+                  if spec.constraints.max_energy_mj is not None else None)
+    if energy_key is not None:
+        from .measure.energy import NoEnergyMeter, energy_meter_for
+
+        device = "cuda:0" if spec.device in ("auto", "cuda") and torch.cuda.is_available() else spec.device
+        device = "cpu" if device == "auto" else device
+        try:
+            energy_meter_for(torch.device(device), sample_ms=spec.measure.power_sample_ms)
+        except NoEnergyMeter as exc:
+            looked = [*exc.looked_for, *(["NVML: no CUDA GPU visible, so device: auto is the CPU"]
+                                         if spec.device == "auto" else [])]
+            raise SpecError(
+                f"{energy_key} needs an energy meter on device {device!r}, and there is none here "
+                f"(looked for {'; '.join(looked)}). moprune measures energy or leaves it out, never "
+                "estimates it: drop energy_mj from objectives and constraints.max_energy_mj (optimise latency_ms "
+                "instead), or run on a device with a meter: an NVIDIA GPU through NVML, or a Linux CPU with readable "
+                "RAPL (/sys/class/powercap/intel-rapl:N)"
+            ) from None

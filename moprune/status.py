@@ -46,10 +46,15 @@ def study_status(study: optuna.Study, spec: StudySpec) -> StudyStatus:
         fastest = _brief(min(timed, key=lambda t: (t.user_attrs["latency_ms"], t.number)), names)
     failures = [(t.number, t.user_attrs.get("fail_reason", "no reason recorded"))
                 for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    # How the trials' numbers were taken, from their own attrs (kept beside the study's environment).
+    from .measure.summary import measured_with
+
+    environment = {**study.user_attrs.get("environment", {}),
+                   "measured_with": measured_with(t.user_attrs for t in trials)}
     return StudyStatus(
         name=study.study_name, storage=spec.storage_url, states=dict(Counter(t.state.name for t in trials)),
         target=spec.search.n_trials, baseline=study.user_attrs.get("baseline", {}),
-        environment=study.user_attrs.get("environment", {}), front_size=len(study.best_trials),
+        environment=environment, front_size=len(study.best_trials),
         best_accuracy=best, fastest_feasible=fastest, failures=failures,
     )
 
@@ -67,15 +72,25 @@ def _trial_line(brief: dict[str, Any]) -> str:
 
 def format_status(s: StudyStatus) -> str:
     env, base = s.environment, s.baseline
+    used = env.get("measured_with") or {}
     finished = sum(n for k, n in s.states.items() if k in ("COMPLETE", "FAIL", "PRUNED"))
+    on_gpu = str(env.get("device", "")).startswith("cuda")
+    timers = ", ".join(used.get("timers") or {}) or env.get("latency_timer") or (
+        "CUDA events" if on_gpu else "perf_counter")
+    threads = "/".join(str(t) for t in used.get("threads") or []) or env.get("threads", "?")
     lines = [
         f"study {s.name!r} in {s.storage}",
         f"  trials: {finished} finished of {s.target} "
         f"({', '.join(f'{n} {k.lower()}' for k, n in sorted(s.states.items())) or 'none yet'})",
         f"  device: {env.get('device', '?')} ({env.get('device_name', '?')}), torch {env.get('torch', '?')}, "
-        f"{env.get('threads', '?')} threads; latency timer: "
-        f"{'CUDA events' if str(env.get('device', '')).startswith('cuda') else 'perf_counter'}",
+        f"{threads} threads; latency timer: {timers}",
     ]
+    if on_gpu:
+        lines.append(f"  GPU: driver {env.get('driver', '?')}, CUDA {env.get('cuda', '?')}, "
+                     f"SM clock {env.get('sm_clock_mhz') or '?'} MHz at study creation")
+    from .measure.summary import format_measured_with
+
+    lines += [f"  {line}" for line in format_measured_with(used, env)]
     if base:
         lines.append(f"  dense baseline: accuracy {base['accuracy']:.4f}, latency {base['latency_ms']:.2f} ms "
                      f"[p10 {base['latency_ms_p10']:.2f}, p90 {base['latency_ms_p90']:.2f}], "

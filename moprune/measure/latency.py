@@ -1,53 +1,33 @@
 """Latency of one forward pass on the study's device, and speedup paired against the dense model.
 
-Timers: ``time.perf_counter`` on the CPU; CUDA events with synchronisation on a GPU (the host clock would time
-kernel *launches*, not kernels). Speedup is measured in alternating rounds, candidate and reference back to back,
-so that a machine that slows down for a while slows both and the per-round ratio survives.
+The candidate and the dense reference are timed in alternating rounds within one measurement (``rounds.py``):
+``latency_ms`` is the candidate's median over rounds, ``speedup`` the median of the per-round ratios
+reference / candidate. A machine that slows down for a while slows both models of a round, and the ratio survives.
+On the CPU each round is checked for other processes' CPU use (``disturbance.py``) and disturbed rounds are taken
+again; on a GPU, CUDA events time each pass (``timers.py``).
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from torch import nn
 
+from .disturbance import CpuDisturbanceProbe, default_probe
+from .rounds import Round, Rounds, median_ci95, run_rounds
+from .timers import cuda_graph_runner, cudnn_autotune, forward_runner, min_warmup, timer_for
 
-class Timer(Protocol):
-    """Times one call of ``fn`` in milliseconds on one device."""
-
-    def time_ms(self, fn) -> float: ...
-
-
-class CpuTimer:
-    def time_ms(self, fn) -> float:
-        start = time.perf_counter()
-        fn()
-        return (time.perf_counter() - start) * 1e3
-
-
-class CudaTimer:
-    """CUDA events recorded on the current stream around the call; synchronise before reading them."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-
-    def time_ms(self, fn) -> float:
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(self.device)  # nothing queued earlier may be timed
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
-
-
-def timer_for(device: torch.device) -> Timer:
-    return CudaTimer(device) if device.type == "cuda" else CpuTimer()
+#: Share of our CPUs that other processes may use during a round before it counts as disturbed. For check blocks
+#: under ~250 ms on 2 CPUs this leaves only the one tick the counters' rounding allows: a competitor that takes a
+#: CPU from a 2-thread pass for a whole tick stalls the pass far more than a tick.
+MAX_OTHER_CPU = 0.02
+#: Rounds continue past ``repeats`` until the 95% CI of the median (speedup, or latency alone) is within this
+#: relative half-width...
+CI_HALF_WIDTH = 0.02
+#: ... or until this many times ``repeats`` clean rounds.
+MAX_REPEATS_FACTOR = 8
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -73,51 +53,152 @@ class LatencyResult:
 
 
 @dataclass(frozen=True)
+class RoundsInfo:
+    """How the rounds went: what a reader needs to trust (or distrust) the numbers."""
+
+    timer: str  # perf_counter | cuda-events | cuda-graph
+    threads: int  # torch.get_num_threads() while timing
+    rounds: int  # rounds used for the statistics
+    taken: int  # rounds run in all
+    clean: int  # rounds with other processes under the threshold
+    noisy: bool  # clean rounds could not be had; the least disturbed were used
+    disturbance_check: str | None  # "proc-stat", or None where rounds are not checked (GPU, non-Linux)
+    other_cpu: float | None  # mean share of our CPUs that other processes used during the used rounds
+    other_cpu_max: float | None  # the largest share in any used round's check block
+
+    @classmethod
+    def of(cls, rounds: Rounds, timer: str, probe: CpuDisturbanceProbe | None) -> RoundsInfo:
+        others = [r.other_fraction for r in rounds.used if r.other_fraction is not None]
+        return cls(timer, torch.get_num_threads(), len(rounds.used), rounds.taken, rounds.clean, rounds.noisy,
+                   probe.name if probe is not None else None, statistics.fmean(others) if others else None,
+                   max(others) if others else None)
+
+    @property
+    def discarded(self) -> int:
+        """Rounds taken but not used (disturbed, and replaced by cleaner ones)."""
+        return self.taken - self.rounds
+
+
+@dataclass(frozen=True)
 class PairedLatency:
     candidate: LatencyResult
     reference: LatencyResult
     speedup: float  # median over rounds of reference_ms / candidate_ms
     speedup_p10: float
     speedup_p90: float
+    info: RoundsInfo | None = None
+    speedup_ci95: tuple[float, float] | None = None  # 95% confidence interval of the median speedup
+
+    @property
+    def noisy(self) -> bool:
+        return bool(self.info and self.info.noisy)
 
 
-def _forward(model: nn.Module, inputs: torch.Tensor):
-    def run() -> None:
-        model(inputs)
-    return run
+@dataclass(frozen=True)
+class SingleLatency:
+    """One model timed alone (the dense baseline): the same rounds and checks as a paired measurement."""
+
+    latency: LatencyResult
+    info: RoundsInfo
+    median_ci95: tuple[float, float] | None = None  # 95% confidence interval of the median latency
+
+
+def _runners(models: list[nn.Module], inputs: torch.Tensor, cuda_graph: bool) -> tuple[list, str]:
+    device = inputs.device
+    if device.type == "cuda" and cuda_graph:
+        graphs = [cuda_graph_runner(m, inputs) for m in models]
+        if all(g is not None for g in graphs):
+            return graphs, "cuda-graph"
+    return [forward_runner(m, inputs) for m in models], timer_for(device).method
+
+
+def _probe(device: torch.device, probe: CpuDisturbanceProbe | None | str) -> CpuDisturbanceProbe | None:
+    if probe == "auto":
+        return default_probe() if device.type == "cpu" else None
+    return probe  # type: ignore[return-value]
+
+
+def _precise(statistic, ci_half_width: float | None):
+    """The stopping rule: the 95% CI of the median of ``statistic(round)`` is within ``ci_half_width`` (relative)."""
+    if ci_half_width is None:
+        return None
+
+    def enough(rounds: list[Round]) -> bool:
+        if len(rounds) < 6:  # below 6 values even (min, max) covers the median less than 95% of the time
+            return False
+        values = [statistic(r) for r in rounds]
+        lo, hi = median_ci95(values)
+        return (hi - lo) / 2 <= ci_half_width * statistics.median(values)
+    return enough
+
+
+def _ratio(r: Round) -> float:
+    return r.times_ms[1] / r.times_ms[0]
+
+
+def _latency(r: Round) -> float:
+    return r.times_ms[0]
 
 
 @torch.inference_mode()
-def measure_latency(model: nn.Module, inputs: torch.Tensor, *, warmup: int = 10, repeats: int = 30
-                    ) -> LatencyResult:
-    """Median and spread of ``repeats`` timed forward passes after ``warmup`` untimed ones."""
-    model.eval()
-    timer = timer_for(inputs.device)
-    run = _forward(model, inputs)
-    for _ in range(warmup):
-        run()
-    return LatencyResult.of([timer.time_ms(run) for _ in range(repeats)])
+def _timed_rounds(models: list[nn.Module], inputs: torch.Tensor, *, warmup: int, repeats: int, cuda_graph: bool,
+                  probe: CpuDisturbanceProbe | None | str, max_other_cpu: float, max_retries: int | None,
+                  ci_half_width: float | None, max_repeats: int | None, statistic) -> tuple[Rounds, RoundsInfo]:
+    device = inputs.device
+    for m in models:
+        m.eval()
+    with cudnn_autotune(device):
+        runs, timer_name = _runners(models, inputs, cuda_graph)
+        for _ in range(min_warmup(device, warmup)):
+            for run in runs:
+                run()
+        checker = _probe(device, probe)
+        rounds = run_rounds(runs, timer_for(device), repeats=repeats, probe=checker, max_other_cpu=max_other_cpu,
+                            max_retries=max_retries, enough=_precise(statistic, ci_half_width),
+                            max_repeats=max_repeats if max_repeats is not None else MAX_REPEATS_FACTOR * repeats)
+    return rounds, RoundsInfo.of(rounds, timer_name, checker)
 
 
-@torch.inference_mode()
+def measure_latency(model: nn.Module, inputs: torch.Tensor, *, warmup: int = 10, repeats: int = 30,
+                    **options) -> LatencyResult:
+    """Median and spread of the timed forward passes (at least ``repeats``) after ``warmup`` untimed ones."""
+    return measure_single(model, inputs, warmup=warmup, repeats=repeats, **options).latency
+
+
+def measure_single(model: nn.Module, inputs: torch.Tensor, *, warmup: int = 10, repeats: int = 30,
+                   cuda_graph: bool = False, probe: CpuDisturbanceProbe | None | str = "auto",
+                   max_other_cpu: float = MAX_OTHER_CPU, max_retries: int | None = None,
+                   ci_half_width: float | None = CI_HALF_WIDTH, max_repeats: int | None = None) -> SingleLatency:
+    """``measure_latency`` with the record of how the rounds went (timer, threads, disturbed rounds)."""
+    rounds, info = _timed_rounds([model], inputs, warmup=warmup, repeats=repeats, cuda_graph=cuda_graph, probe=probe,
+                                 max_other_cpu=max_other_cpu, max_retries=max_retries, ci_half_width=ci_half_width,
+                                 max_repeats=max_repeats, statistic=_latency)
+    samples = rounds.series(0)
+    return SingleLatency(LatencyResult.of(samples), info, median_ci95(samples))
+
+
 def measure_paired(candidate: nn.Module, reference: nn.Module, inputs: torch.Tensor, *, warmup: int = 10,
-                   repeats: int = 30) -> PairedLatency:
-    """Time ``candidate`` and ``reference`` in ``repeats`` alternating rounds (order flipped every round)."""
-    candidate.eval()
-    reference.eval()
-    timer = timer_for(inputs.device)
-    run_c, run_r = _forward(candidate, inputs), _forward(reference, inputs)
-    for _ in range(warmup):
-        run_c()
-        run_r()
-    cand, ref = [], []
-    for i in range(repeats):
-        if i % 2:
-            ref.append(timer.time_ms(run_r))
-            cand.append(timer.time_ms(run_c))
-        else:
-            cand.append(timer.time_ms(run_c))
-            ref.append(timer.time_ms(run_r))
+                   repeats: int = 30, cuda_graph: bool = False, probe: CpuDisturbanceProbe | None | str = "auto",
+                   max_other_cpu: float = MAX_OTHER_CPU, max_retries: int | None = None,
+                   ci_half_width: float | None = CI_HALF_WIDTH, max_repeats: int | None = None) -> PairedLatency:
+    """Time ``candidate`` and ``reference`` in alternating rounds; speedup = median per-round ratio ref/candidate.
+
+    At least ``repeats`` rounds; more, up to ``max_repeats`` (default 8 x repeats), until the 95% CI of the median
+    speedup is within ``ci_half_width`` (None: exactly ``repeats``). ``probe="auto"`` checks CPU rounds for other
+    processes' load (None turns the check off); ``cuda_graph`` replays each model as a CUDA graph on a GPU.
+    """
+    rounds, info = _timed_rounds([candidate, reference], inputs, warmup=warmup, repeats=repeats,
+                                 cuda_graph=cuda_graph, probe=probe, max_other_cpu=max_other_cpu,
+                                 max_retries=max_retries, ci_half_width=ci_half_width, max_repeats=max_repeats,
+                                 statistic=_ratio)
+    cand, ref = rounds.series(0), rounds.series(1)
     ratios = [r / c for r, c in zip(ref, cand)]
     return PairedLatency(LatencyResult.of(cand), LatencyResult.of(ref), statistics.median(ratios),
-                         percentile(ratios, 10), percentile(ratios, 90))
+                         percentile(ratios, 10), percentile(ratios, 90), info, median_ci95(ratios))
+
+
+def latency_options(measure) -> dict:
+    """The keyword options of ``measure_paired``/``measure_single`` that a spec's ``measure`` section sets."""
+    return {"warmup": measure.warmup, "repeats": measure.repeats, "cuda_graph": measure.cuda_graph,
+            "max_other_cpu": measure.max_other_cpu, "max_retries": measure.max_noisy_retries,
+            "ci_half_width": measure.ci_half_width, "max_repeats": measure.max_repeats}

@@ -1,0 +1,50 @@
+"""What the numbers were measured on: device name, driver, SM clock; read once per process where possible."""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+
+import torch
+
+from .nvml import NvmlDevice, NvmlUnavailable
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's (the model name from /proc/cpuinfo where the platform module knows none)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or cpu_model() or platform.machine() or "cpu"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def nvml_device(device: str) -> NvmlDevice | None:
+    """The process's NVML handle on a CUDA device, or None (no NVML, or not a GPU); opened once, kept open."""
+    if not device.startswith("cuda"):
+        return None
+    try:
+        return NvmlDevice.open(device)
+    except NvmlUnavailable:
+        return None
+
+
+def sm_clock_mhz(device: torch.device) -> int | None:
+    gpu = nvml_device(str(device))
+    return gpu.sm_clock_mhz() if gpu is not None else None
+
+
+def driver_version(device: torch.device) -> str | None:
+    gpu = nvml_device(str(device))
+    return gpu.driver_version() if gpu is not None else None

@@ -1,0 +1,73 @@
+"""`moprune evaluate` re-measures an export: the same MACs, params and (on the CPU) exactly the recorded accuracy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from moprune.cli import main
+from moprune.errors import SpecError
+from moprune.evaluate import NO_METER, evaluate_export, format_evaluation
+from moprune.export import recorded_accuracy
+from moprune.pareto import knee_point, objective_names, trials_frame
+
+
+@pytest.fixture(scope="module")
+def knee_export(tiny_study, tmp_path_factory):
+    """`moprune export SPEC --pick knee --out DIR`, as a user runs it."""
+    spec, study = tiny_study
+    folder = tmp_path_factory.mktemp("evaluate")
+    spec_file = folder / "tiny.yaml"
+    spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    out = folder / "knee"
+    assert main(["export", str(spec_file), "--pick", "knee", "--out", str(out)]) == 0
+    return out
+
+
+def test_export_knee_then_evaluate_json_matches_the_trial(tiny_study, knee_export, capsys):
+    _, study = tiny_study
+    capsys.readouterr()
+    assert main(["evaluate", str(knee_export), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+
+    objectives = objective_names(study)
+    frame = trials_frame(study)
+    number = knee_point(frame[frame["on_front"]], objectives, [d.name.lower() for d in study.directions])
+    trial = study.trials[number]
+    assert report["trial"] == number and report["device"] == "cpu"
+    m = report["metrics"]
+    assert m["macs"]["measured"] == m["macs"]["recorded"] == trial.user_attrs["macs"]
+    assert m["params"]["measured"] == m["params"]["recorded"] == trial.user_attrs["params"]
+    assert m["accuracy"]["measured"] == m["accuracy"]["recorded"] == recorded_accuracy(trial, objectives)
+    assert m["accuracy"]["difference"] == 0
+    assert report["latency_paired"] and m["latency_ms"]["measured"] > 0 and m["speedup"]["measured"] > 0
+    assert m["energy_mj"]["measured"] is None and m["energy_mj"]["note"] == NO_METER
+
+
+def test_without_the_dense_weights_latency_is_timed_alone(tiny_study, knee_export, tmp_path):
+    _, study = tiny_study
+    copy = tmp_path / "copy"
+    shutil.copytree(knee_export, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["model"]["dense_weights"]["path"] = str(tmp_path / "gone.pt")
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    report = evaluate_export(copy, device="cpu", log=lambda _m: None)
+    assert not report.latency_paired and report.metric("speedup").measured is None
+    assert any("timed alone" in note for note in report.notes)
+    assert report.metric("accuracy").difference == 0  # the export needs no dense weights
+    table = format_evaluation(report)
+    for text in ("accuracy", "equal", "latency_ms", NO_METER, "note: latency timed alone"):
+        assert text in table
+
+
+def test_bad_device_is_a_usage_error(knee_export):
+    with pytest.raises(SpecError, match="--device 'tpu'"):
+        evaluate_export(knee_export, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(SpecError, match="no CUDA device"):
+            evaluate_export(knee_export, device="cuda")
