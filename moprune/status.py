@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 
-from .pareto import is_feasible, objective_names
+from .pareto import hypervolume, is_feasible, knee_point, objective_names, reference_point, trials_frame
 from .spec import StudySpec
 
 
@@ -24,6 +24,9 @@ class StudyStatus:
     best_accuracy: dict[str, Any] | None  # number, accuracy, speedup of the most accurate feasible trial
     fastest_feasible: dict[str, Any] | None  # number, latency_ms, speedup, accuracy
     failures: list[tuple[int, str]] = field(default_factory=list)
+    hypervolume: float | None = None  # of the feasible front, normalised by dense; None without a full baseline
+    reference: dict[str, float] | None = None  # the hypervolume's reference point (normalised units)
+    knee: dict[str, Any] | None = None  # the front's knee point: what `export --pick knee` would take
 
 
 def _brief(trial: optuna.trial.FrozenTrial, names: list[str]) -> dict[str, Any]:
@@ -40,7 +43,9 @@ def study_status(study: optuna.Study, spec: StudySpec) -> StudyStatus:
     best = fastest = None
     if feasible and "accuracy" in names:
         i = names.index("accuracy")
-        best = _brief(max(feasible, key=lambda t: (t.values[i], -t.number)), names)
+        # among equally accurate trials the fastest: the dense seed trial should not win a tie with a pruned one
+        best = _brief(max(feasible, key=lambda t: (t.values[i], -t.user_attrs.get("latency_ms", float("inf")),
+                                                   -t.number)), names)
     timed = [t for t in feasible if t.user_attrs.get("latency_ms") is not None]
     if timed:
         fastest = _brief(min(timed, key=lambda t: (t.user_attrs["latency_ms"], t.number)), names)
@@ -51,11 +56,24 @@ def study_status(study: optuna.Study, spec: StudySpec) -> StudyStatus:
 
     environment = {**study.user_attrs.get("environment", {}),
                    "measured_with": measured_with(t.user_attrs for t in trials)}
+    baseline = study.user_attrs.get("baseline", {})
+    frame = trials_frame(study)  # the front as `moprune pareto` shows it (re-evaluated means where present)
+    front = frame[frame["on_front"]]
+    directions = [d.name.lower() for d in study.directions]
+    hv = reference = None
+    if baseline and all(baseline.get(n) for n in names):
+        drop = spec.constraints.max_accuracy_drop
+        hv = hypervolume(frame, names, directions, baseline, drop)
+        reference = reference_point(names, baseline, drop)
+    knee_number = knee_point(front, names, directions)
+    knee = None
+    if knee_number is not None:
+        knee = _brief(next(t for t in trials if t.number == knee_number), names)
     return StudyStatus(
         name=study.study_name, storage=spec.storage_url, states=dict(Counter(t.state.name for t in trials)),
-        target=spec.search.n_trials, baseline=study.user_attrs.get("baseline", {}),
-        environment=environment, front_size=len(study.best_trials),
-        best_accuracy=best, fastest_feasible=fastest, failures=failures,
+        target=spec.search.n_trials, baseline=baseline, environment=environment, front_size=len(front),
+        best_accuracy=best, fastest_feasible=fastest, failures=failures, hypervolume=hv, reference=reference,
+        knee=knee,
     )
 
 
@@ -66,7 +84,7 @@ def _trial_line(brief: dict[str, Any]) -> str:
     if brief.get("latency_ms") is not None:
         parts.append(f"{brief['latency_ms']:.2f} ms")
     if brief.get("speedup") is not None:
-        parts.append(f"{brief['speedup']:.2f}x faster than dense")
+        parts.append(f"speedup {brief['speedup']:.2f}x vs dense")
     return ", ".join(parts)
 
 
@@ -96,6 +114,10 @@ def format_status(s: StudyStatus) -> str:
                      f"[p10 {base['latency_ms_p10']:.2f}, p90 {base['latency_ms_p90']:.2f}], "
                      f"{base['macs'] / 1e6:.2f}M MACs, {base['params'] / 1e6:.2f}M params ({base['source']})")
     lines.append(f"  Pareto front: {s.front_size} feasible trials")
+    if s.hypervolume is not None and s.reference:
+        ref = ", ".join(f"{k} {v:.3g}" for k, v in s.reference.items())
+        lines.append(f"  hypervolume: {s.hypervolume:.4f} (objectives divided by dense; reference point {ref})")
+    lines.append(f"  knee point: {_trial_line(s.knee) if s.knee else '-'}")
     lines.append(f"  best accuracy: {_trial_line(s.best_accuracy) if s.best_accuracy else '-'}")
     lines.append(f"  fastest feasible: {_trial_line(s.fastest_feasible) if s.fastest_feasible else '-'}")
     for number, reason in s.failures[-5:]:
