@@ -11,6 +11,7 @@ import torch
 from . import __version__
 from .data import DataBundle, load_data
 from .measure import count_complexity, latency_options, measure_paired
+from .measure.device import device_name  # noqa: F401  (one naming of devices, also for evaluate and objective)
 from .models import DenseModel, load_dense
 from .space import PruneGroup, SearchUnit, discover_groups, search_units
 from .spec import StudySpec
@@ -24,12 +25,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device("cuda:0" if device == "cuda" else device)
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
-
-
 def environment(device: torch.device) -> dict[str, Any]:
     """Versions and hardware the numbers were measured on (stored with the study and every export).
 
@@ -41,14 +36,14 @@ def environment(device: torch.device) -> dict[str, Any]:
     import torch_pruning
     import torchvision
 
-    from .measure.device import cpu_model, device_name as measured_device_name, driver_version, sm_clock_mhz
+    from .measure.device import cpu_model, driver_version, sm_clock_mhz
     from .measure.disturbance import default_probe
     from .measure.energy import NoEnergyMeter, energy_meter_for
 
     env: dict[str, Any] = {
         "moprune": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
         "torch_pruning": torch_pruning.__version__, "python": platform.python_version(),
-        "device": str(device), "device_name": measured_device_name(device), "threads": torch.get_num_threads(),
+        "device": str(device), "device_name": device_name(device), "threads": torch.get_num_threads(),
         "host": platform.node(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
     }
     if hasattr(os, "sched_getaffinity"):

@@ -12,10 +12,10 @@ from .nvml import NvmlDevice, NvmlUnavailable
 
 
 def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's (the model name from /proc/cpuinfo where the platform module knows none)."""
+    """The GPU's name, or the CPU's model name from /proc/cpuinfo (platform.processor() is often just "x86_64")."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or cpu_model() or platform.machine() or "cpu"
+    return cpu_model() or platform.processor() or platform.machine() or "cpu"
 
 
 @functools.lru_cache(maxsize=1)
