@@ -78,6 +78,26 @@ def test_an_identical_shape_is_measured_once(no_meter):
     assert cache.hits == 1 and len(cache) == 2
 
 
+def test_a_screen_takes_exactly_repeats_rounds_and_is_never_cached(no_meter):
+    cache: ArchitectureCache = ArchitectureCache()
+    x = torch.randn(4, 3, 12, 12)
+    # a precision target no 4-round measurement meets: a precise measurement would take up to max_repeats rounds
+    precise = FAST.model_copy(update={"ci_half_width": 1e-6, "max_repeats": 400})
+    screen = measure_architecture(_net(8), _net(16), x, precise, device=torch.device("cpu"), want_energy=True,
+                                  screen=True, cache=cache)
+    assert screen.screen and screen.energy is None, "a screen measures no energy"
+    # `repeats` rounds, or the one disturbance-check block (~50 ms) that a model this fast fills with more
+    assert FAST.repeats <= screen.latency.info.taken <= 60
+    assert screen.as_attrs()["latency_screen"] is True
+    assert len(cache) == 0
+    full = measure_architecture(_net(8), _net(16), x, precise, device=torch.device("cpu"), want_energy=False,
+                                cache=cache)
+    assert not full.cached and not full.screen and full.latency.info.rounds >= 400
+    reused = measure_architecture(_net(8), _net(16), x, precise, device=torch.device("cpu"), want_energy=False,
+                                  screen=True, cache=cache)
+    assert reused.cached and not reused.screen, "a known precise measurement serves a screen"
+
+
 def test_a_noisy_measurement_is_not_reused(no_meter, tmp_path, monkeypatch):
     proc = FakeProc(tmp_path / "proc")
     monkeypatch.setattr("moprune.measure.latency.default_probe",

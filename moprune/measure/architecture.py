@@ -38,6 +38,7 @@ class ArchitectureMeasurement:
     energy: EnergyMeasurement | None  # None when the study does not ask for energy
     device: DeviceState
     cached: bool = False  # reused from an earlier trial with the same shape
+    screen: bool = False  # a quick measurement (exactly ``repeats`` rounds, no energy) for checking budgets
 
     @property
     def energy_mj(self) -> float | None:
@@ -71,7 +72,7 @@ class ArchitectureMeasurement:
             "latency_noisy": self.latency_noisy,
             "device": dev.device, "device_name": dev.device_name,
             "energy_mj": self.energy_mj, "energy_method": self.energy_method, "idle_power_w": self.idle_power_w,
-            "measure_cached": self.cached,
+            "measure_cached": self.cached, "latency_screen": self.screen,
         }
         if info is not None:
             attrs.update(latency_timer=info.timer, torch_threads=info.threads, latency_rounds=info.rounds,
@@ -86,14 +87,19 @@ class ArchitectureMeasurement:
 
 
 def measure_architecture(model: nn.Module, reference: nn.Module, inputs: torch.Tensor, measure: MeasureSpec, *,
-                         device: torch.device, want_energy: bool,
+                         device: torch.device, want_energy: bool, screen: bool = False,
                          cache: ArchitectureCache | None = ARCHITECTURE_CACHE) -> ArchitectureMeasurement:
     """Paired latency against ``reference`` and, if ``want_energy``, energy per pass; reused for a known shape.
 
     ``inputs`` is a batch of ``measure.batch_size`` (moved to ``device`` first if it is elsewhere, never while
     timing). A cached measurement is reused only when it was clean (not ``latency_noisy``) and has what is asked.
+    ``screen=True`` takes ``measure.repeats`` rounds (no precision target) and no energy: enough to see that a plan
+    is clearly over a latency budget before paying for the precise measurement (a cached precise one is returned
+    when there is one).
     Raises ``NoEnergyMeter`` when energy is asked on a device without a meter (the spec check prevents this).
     """
+    if screen:
+        want_energy = False
     if measure.threads:
         torch.set_num_threads(measure.threads)
     if inputs.device != device:
@@ -107,7 +113,10 @@ def measure_architecture(model: nn.Module, reference: nn.Module, inputs: torch.T
             return dataclasses.replace(hit, cached=True)
 
     clock_start = sm_clock_mhz(device)
-    latency = measure_paired(model, reference, inputs, **latency_options(measure))
+    options = latency_options(measure)
+    if screen:
+        options.update(ci_half_width=None, max_repeats=measure.repeats)
+    latency = measure_paired(model, reference, inputs, **options)
     energy = None
     if want_energy:
         meter = energy_meter_for(device, sample_ms=measure.power_sample_ms)
@@ -120,8 +129,8 @@ def measure_architecture(model: nn.Module, reference: nn.Module, inputs: torch.T
             energy = measure_energy(run, meter, window_s=measure.energy_window_s,
                                     pass_ms=latency.candidate.median_ms, sync=lambda: synchronize(device))
     state = DeviceState(str(device), device_name(device), driver_version(device), clock_start, sm_clock_mhz(device))
-    result = ArchitectureMeasurement(latency, energy, state)
-    if cache is not None:
+    result = ArchitectureMeasurement(latency, energy, state, screen=screen)
+    if cache is not None and not screen:  # a screen is never mistaken for the precise measurement
         cache.put(key, result)
     return result
 
