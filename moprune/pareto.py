@@ -164,6 +164,14 @@ def format_table(frame: pd.DataFrame, objectives: list[str]) -> str:
     return shown.to_string(index=False)
 
 
+def measured_note(study: optuna.Study) -> list[str]:
+    """Where and how the table's numbers were measured (device, timer, threads, energy meter): lines for a footer."""
+    from .measure.summary import format_measured_with, measured_with
+
+    used = measured_with(t.user_attrs for t in study.get_trials(deepcopy=False))
+    return format_measured_with(used, study.user_attrs.get("environment", {}))
+
+
 # --- hypervolume and knee --------------------------------------------------------------------------------------------
 
 def reference_point(objectives: list[str], baseline: dict[str, Any], max_accuracy_drop: float | None

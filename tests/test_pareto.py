@@ -76,3 +76,13 @@ def test_reevaluated_means_replace_accuracy_and_move_the_front(tiny_study):
     assert f.loc[best.number, "accuracy"] == pytest.approx(best.values[0] / 3)
     assert f.loc[best.number, "accuracy_n"] == 3 and f.loc[best.number, "accuracy_first"] == best.values[0]
     assert not f.loc[best.number, "feasible"] and not f.loc[best.number, "on_front"]
+
+
+def test_the_measured_note_names_device_timer_and_energy(tiny_study):
+    from moprune.pareto import measured_note
+
+    _, study = tiny_study
+    text = "\n".join(measured_note(study))
+    assert f"measured on cpu ({study.user_attrs['environment']['device_name']}): {len(study.trials)} trials" in text
+    assert "latency: perf_counter" in text and "paired rounds against dense" in text
+    assert "energy: not measured; no meter here" in text
