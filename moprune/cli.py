@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -11,6 +13,7 @@ from .errors import MopruneError, SpecError
 
 EPILOG = """examples:
   moprune run studies/quickstart.yaml
+  moprune run studies/quickstart.yaml --workers 2 --storage postgresql://user@dbhost/moprune
   moprune status studies/quickstart.yaml
   moprune pareto studies/quickstart.yaml --format json
 """
@@ -20,26 +23,51 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _sigterm_as_interrupt(signum, frame) -> None:
+    """A scheduler's SIGTERM (preemption) ends a run as Ctrl-C does: the running trial is recorded as interrupted."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .pareto import format_table, pareto_frame
     from .search import run_study
     from .spec import load_spec
+    from .workers import run_workers
 
     spec = load_spec(args.spec)
-    study = run_study(spec, storage=args.storage, n_trials=args.n_trials, timeout_s=args.timeout, log=_log)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        if args.workers > 1:
+            study = run_workers(spec, workers=args.workers, storage=args.storage, n_trials=args.n_trials,
+                                timeout_s=args.timeout, log=_log)
+        else:
+            study = run_study(spec, storage=args.storage, n_trials=args.n_trials, timeout_s=args.timeout, log=_log)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"\nPareto front of {spec.name!r} (feasible trials; `moprune pareto {args.spec} --all` lists every trial):")
     print(format_table(pareto_frame(study), list(spec.objectives)))
+    _print_measured_note(study)
     return 0
 
 
+def _print_measured_note(study) -> None:
+    """Under a table of numbers: the device, timer, threads and energy meter they came from."""
+    from .pareto import measured_note
+
+    for line in measured_note(study):
+        print(line)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import format_status, study_status
     from .search import open_study
+    from .status import format_status, study_status
+    from .trials import counted_like_run
     from .spec import load_spec
 
     spec = load_spec(args.spec)
     study = open_study(spec, args.storage)
-    print(format_status(study_status(study, spec)))
+    print(format_status(counted_like_run(study_status(study, spec), study)))
     return 0
 
 
@@ -59,6 +87,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         print(flat.to_csv(index=False), end="")
     else:
         print(format_table(frame, objectives))
+        _print_measured_note(study)
     return 0
 
 
@@ -124,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-trials", type=int, metavar="N", help="total finished trials to reach (default: the spec's "
                      "search.n_trials)")
     run.add_argument("--timeout", type=float, metavar="S", help="stop starting new trials after S seconds")
+    run.add_argument("--workers", type=int, default=1, metavar="K", help="worker processes on this host (default 1; "
+                     "GPU i mod n for worker i, or a share of the CPU cores each)")
 
     _spec_parser(sub, "status", "trials by state, dense baseline, best accuracy, fastest feasible trial", cmd_status)
 
@@ -159,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.format = ["torch", *(f for f in (args.format or []) if f != "torch")]
     if getattr(args, "n_trials", None) is not None and args.n_trials < 1:
         parser.error(f"--n-trials must be >= 1 (got {args.n_trials})")
+    if getattr(args, "workers", 1) < 1:
+        parser.error(f"--workers must be >= 1 (got {args.workers})")
     try:
         return args.func(args)
     except SpecError as exc:
@@ -168,10 +201,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"moprune: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        spec = getattr(args, "spec", "SPEC")
-        print(f"\nmoprune: interrupted; finished trials are saved. Resume with: moprune {args.command} {spec}",
-              file=sys.stderr)
+        print(f"\nmoprune: interrupted; finished trials are saved. Resume with: {_same_command(args)}",
+              file=sys.stderr, flush=True)
         return 130
+
+
+def _same_command(args: argparse.Namespace) -> str:
+    """The command to run again (a resumed run re-queues the interrupted plans and continues to n_trials)."""
+    from .storage import redact
+
+    storage, workers = getattr(args, "storage", None), getattr(args, "workers", 1)
+    words = ["moprune", args.command, getattr(args, "spec", "SPEC")]
+    options = {"--storage": redact(storage) if storage else None, "--n-trials": getattr(args, "n_trials", None),
+               "--workers": workers if workers > 1 else None}
+    for flag, value in options.items():
+        if value is not None:
+            words += [flag, shlex.quote(str(value))]
+    return " ".join(words)
 
 
 if __name__ == "__main__":

@@ -118,5 +118,5 @@ def prepare_context(spec: StudySpec, *, device: torch.device | None = None, log=
     dense = load_dense(spec, data, device, log=log)
     trace = data.example_inputs(1)
     groups = discover_groups(dense.model, trace)
-    units = search_units(dense.model, groups, spec.prune.granularity, trace)
+    units = search_units(dense.model, groups, spec.prune.granularity, trace, warn=log)
     return StudyContext(spec, device, data, dense, groups, units, data.example_inputs(spec.measure.batch_size), trace)

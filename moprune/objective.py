@@ -7,7 +7,11 @@ that misses a hard budget is rejected without spending the fine-tune on it.
 from __future__ import annotations
 
 import gc
+import math
+import os
+import platform
 import time
+import traceback
 from contextlib import contextmanager
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +21,7 @@ import torch
 
 from .context import Baseline, StudyContext, device_name
 from .errors import TrialFailed
-from .measure import ARCHITECTURE_CACHE, count_complexity, measure_architecture
+from .measure import ARCHITECTURE_CACHE, ArchitectureMeasurement, count_complexity, measure_architecture
 from .prune import PrunedModel, apply_plan
 from .space import suggest_plan
 from .train import evaluate, train
@@ -30,9 +34,20 @@ def finetune_seed(study_seed: int, trial_number: int, repeat: int = 0) -> int:
     return (study_seed * 1_000_003 + trial_number * 101 + repeat) % (2**31 - 1)
 
 
+_OOM_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+    """CUDA's OutOfMemoryError, or the RuntimeError (or MemoryError) of a CPU allocation that failed."""
+    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError) and any(text in str(exc).lower() for text in _OOM_TEXTS))
+
+
+def free_memory(device: torch.device) -> None:
+    """Return what a finished or failed trial held: Python objects first, then the CUDA allocator's cached blocks."""
+    gc.collect()
+    if device.type == "cuda" and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 class Timings:
@@ -77,21 +92,28 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         try:
+            # which process ran the trial: with several workers or hosts, the one to look at when it fails
+            trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")
             return self._run(trial)
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")
+            trial.set_user_attr("fail_reason", "interrupted")  # not a result about the plan: re-run on resume
             raise
         except TrialFailed as exc:
             trial.set_user_attr("fail_reason", str(exc))
             raise
         except Exception as exc:
-            reason = ("out of memory: " if is_out_of_memory(exc) else "") + f"{type(exc).__name__}: {exc}"
+            oom = is_out_of_memory(exc)
+            reason = ("out of memory: " if oom else "") + f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("fail_reason", reason[:2000])
+            if oom:
+                # The traceback's frames hold the pruned model, its gradients and activations: drop them, or they
+                # are still alive when free_memory empties the CUDA cache below, and the memory is not given back
+                # (other workers on the same GPU cannot have it).
+                traceback.clear_frames(exc.__traceback__)
+                raise TrialFailed(reason) from None
             raise TrialFailed(reason) from exc
         finally:
-            gc.collect()
-            if self.ctx.device.type == "cuda":
-                torch.cuda.empty_cache()
+            free_memory(self.ctx.device)
 
     def _run(self, trial: optuna.Trial) -> list[float]:
         ctx, spec, timings = self.ctx, self.ctx.spec, Timings()
@@ -104,9 +126,11 @@ class Objective:
         model = pruned.model
         with timings.phase("measure"):
             cx = count_complexity(model, ctx.trace_inputs)
-            want_energy = "energy_mj" in spec.objectives or spec.constraints.max_energy_mj is not None
-            arch = measure_architecture(model, ctx.dense.model, ctx.measure_inputs, spec.measure, device=ctx.device,
-                                        want_energy=want_energy, cache=ARCHITECTURE_CACHE)
+            arch = self._screen(model, cx.macs)
+            if arch is None:  # no hard budget, or not clearly over one: the precise measurement (energy too)
+                want_energy = "energy_mj" in spec.objectives or spec.constraints.max_energy_mj is not None
+                arch = measure_architecture(model, ctx.dense.model, ctx.measure_inputs, spec.measure,
+                                            device=ctx.device, want_energy=want_energy, cache=ARCHITECTURE_CACHE)
             lat = arch.latency
         measured: dict[str, float] = {"latency_ms": lat.candidate.median_ms, "macs": cx.macs, "params": cx.params,
                                       **({"energy_mj": arch.energy_mj} if arch.energy_mj is not None else {})}
@@ -130,12 +154,34 @@ class Objective:
                       optimizer=ft.optimizer, seed=seed)
             with timings.phase("evaluate"):
                 measured["accuracy"] = evaluate(model, ctx.data.val)
+        bad = [f"{name}={measured[name]}" for name in (*spec.objectives, "accuracy")
+               if not math.isfinite(measured[name])]
+        if bad:  # Optuna would fail the trial without saying why (or refuse the NaN constraint)
+            raise TrialFailed(f"non-finite objective value: {', '.join(dict.fromkeys(bad))}")
         for name, value in constraint_values(spec.constraints, self.baseline, measured).items():
             trial.set_constraint(name, value)
         trial.set_user_attr("timings_s", timings.seconds)
         if self.on_trained is not None and not missed:
             self.on_trained(trial, pruned)
         return [float(measured[name]) for name in spec.objectives]
+
+
+    def _screen(self, model: torch.nn.Module, macs: int) -> ArchitectureMeasurement | None:
+        """A quick measurement that already shows the plan over a hard MACs or latency budget, else None.
+
+        The precise measurement takes as long as the brief fine-tune (it repeats rounds until the median is tight),
+        so a rejection after it would save only half a trial. MACs are exact; latency is over the budget when even
+        the screen's p10 is: a plan near the limit gets the precise measurement and the ordinary check.
+        """
+        ctx, c = self.ctx, self.ctx.spec.constraints
+        if c.max_latency_ms is None and c.max_macs is None:
+            return None
+        over_macs = c.max_macs is not None and macs > c.max_macs
+        # measured even when MACs alone decide: a rejected trial records its latency and speedup like every other
+        screen = measure_architecture(model, ctx.dense.model, ctx.measure_inputs, ctx.spec.measure,
+                                      device=ctx.device, want_energy=False, screen=True, cache=ARCHITECTURE_CACHE)
+        over_latency = c.max_latency_ms is not None and screen.latency.candidate.p10_ms > c.max_latency_ms
+        return screen if over_macs or over_latency else None
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:

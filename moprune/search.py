@@ -1,52 +1,48 @@
-"""Create or resume the Optuna study and run trials until the spec's budget of finished trials is reached."""
+"""Create or resume the Optuna study and run trials until the spec's budget of finished trials is reached.
+
+This is the single-process path; ``workers.py`` starts several processes that each run ``run_study`` on one study.
+"""
 
 from __future__ import annotations
 
-import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+import torch
+from optuna.trial import FrozenTrial
 
 from .artifacts import WeightKeeper, artifacts_dir
 from .context import Baseline, StudyContext, environment, prepare_context
 from .errors import MopruneError, SpecError, TrialFailed
-from .objective import Objective, trial_summary
+from .objective import Objective
 from .reevaluate import reevaluate_front
 from .sensitivity import sensitivity_plans, sensitivity_scan
 from .space import plan_params
 from .spec import SAMPLER_CLASSES, StudySpec, preflight
+from .storage import claim_for, has_heartbeat, journal_path, make_storage as _make_storage, redact, sqlite_path
+from .trials import Progress, finished_count, requeue_interrupted, run_trials
 
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+__all__ = ["Progress", "create_or_load", "finished_count", "make_storage", "open_study", "run_study"]
+
 # Keys that may change between runs of one study without changing what its trials mean.
-_RESUMABLE_KEYS = {"measure": {"threads"}, "search": {"n_trials", "timeout_s"}}
+_RESUMABLE_KEYS = {"measure": {"threads"}, "search": {"n_trials", "timeout_s", "heartbeat_s", "grace_s"}}
+# How long a process waits for a study another process is creating (it writes `baseline` last) before giving up.
+CREATION_WAIT_S = 60.0
 
 # Optuna logs every failed trial with its traceback; moprune's progress line reports the recorded fail_reason.
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """RDB storages (SQLite, PostgreSQL, MySQL) with heartbeats, so a trial whose worker died is failed and retried."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-    if "://" not in url:
-        raise SpecError(f"storage: {url!r} is not a storage URL; use e.g. sqlite:///runs/study.db or postgresql://...")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=30, grace_period=120,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
-            )
-    except Exception as exc:
-        raise MopruneError(f"cannot open storage {url!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+def make_storage(url: str, spec: StudySpec | None = None) -> optuna.storages.BaseStorage:
+    """The storage at ``url`` with the spec's heartbeat settings (``search.heartbeat_s`` / ``grace_s``)."""
+    s = (spec or StudySpec()).search
+    return _make_storage(url, heartbeat_s=s.heartbeat_s, grace_s=s.grace_s)
 
 
 def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
@@ -91,12 +87,73 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
 def open_study(spec: StudySpec, storage: str | None = None) -> optuna.Study:
     """Load an existing study (for status, pareto, dashboard, export); exits 2 when there is none."""
     url = storage or spec.storage_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise SpecError(f"no study database at {url.removeprefix('sqlite:///')}; run `moprune run` with this spec first")
+    file = sqlite_path(url) or journal_path(url)
+    if file is not None and not file.is_file():
+        raise SpecError(f"no study database at {file}; run `moprune run` with this spec first")
     try:
-        return optuna.load_study(study_name=spec.name, storage=make_storage(url))
+        return optuna.load_study(study_name=spec.name, storage=make_storage(url, spec))
     except KeyError:
-        raise SpecError(f"no study named {spec.name!r} in {url}; run `moprune run` with this spec first") from None
+        raise SpecError(f"no study named {spec.name!r} in {redact(url)}; run `moprune run` with this spec first"
+                        ) from None
+
+
+def check_writable(spec: StudySpec, url: str) -> None:
+    """Every folder this run writes to must take a new file, checked before any compute (exit 2 otherwise).
+
+    A temporary file is the only honest test: permission bits do not stop root, and read-only mounts stop everyone.
+    """
+    places: list[tuple[Path, str]] = []
+    file = sqlite_path(url) or journal_path(url)
+    if file is not None:
+        places.append((file.parent, f"the study's storage {file}: run from a folder you can write to, or point "
+                                    "storage (or --storage) at a writable place"))
+    if spec.search.keep_weights != "none":
+        places.append((artifacts_dir(spec), "the kept weights: set search.artifacts_dir to a writable folder (or "
+                                            "search.keep_weights: none)"))
+    if spec.model.checkpoint is None:
+        from .models import CACHE_DIR
+
+        places.append((CACHE_DIR, f"the pretrained dense model's cache {CACHE_DIR}: run from a folder you can "
+                                  "write to, or set model.checkpoint"))
+    for folder, what in places:
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+        try:
+            if not existing.is_dir():
+                raise NotADirectoryError(20, "Not a directory")
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as exc:
+            raise SpecError(f"cannot write to {existing} ({exc.strerror}), needed for {what}") from None
+
+
+@contextmanager
+def opened_storage(spec: StudySpec, url: str) -> Iterator[optuna.storages.BaseStorage]:
+    """Open the storage for a run; if what follows fails before the study exists, remove a SQLite file made here.
+
+    So a corrupt checkpoint or a Ctrl-C during pretraining leaves nothing behind but what was there before.
+    """
+    file = sqlite_path(url)
+    fresh = file is not None and not file.exists()
+    store = make_storage(url, spec)
+    try:
+        yield store
+    except BaseException:
+        if fresh and file is not None:
+            try:
+                empty = not optuna.study.get_all_study_names(store)
+            except Exception:
+                empty = False
+            if empty:
+                store.engine.dispose()
+                file.unlink(missing_ok=True)
+        raise
+
+
+def prepare_run(spec: StudySpec, url: str) -> None:
+    """The checks of ``moprune run`` that need no compute: machine (device, files, meters), folders, sampler."""
+    preflight(spec)
+    check_writable(spec, url)
+    make_sampler(spec, seed=spec.seed)  # validates sampler options
 
 
 def seed_trials(spec: StudySpec, ctx: StudyContext, baseline: Baseline, *, log=print
@@ -129,120 +186,120 @@ def seed_trials(spec: StudySpec, ctx: StudyContext, baseline: Baseline, *, log=p
 
 def create_or_load(spec: StudySpec, ctx: StudyContext, storage: optuna.storages.BaseStorage,
                    *, log: Callable[[str], None] = print) -> tuple[optuna.Study, Baseline]:
-    """Create the study once (user attrs, metric names, seed trials) or load it and check it matches the spec."""
-    names = optuna.study.get_all_study_names(storage)
-    if spec.name in names:
-        study = optuna.load_study(study_name=spec.name, storage=storage)
-        stored = study.user_attrs.get("spec")
-        if stored is not None:
-            old = _comparable(StudySpec.model_validate(stored))
-            changed = _changed_keys(old, _comparable(spec))
-            if changed:
-                raise SpecError(
-                    f"study {spec.name!r} already exists with a different {', '.join(changed)}; its trials would "
-                    "not be comparable: give the spec a new name, or restore those keys"
-                )
-        baseline = Baseline(**study.user_attrs["baseline"])
-        return study, baseline
+    """Create the study once (user attrs, metric names, seed trials) or load it and check it matches the spec.
+
+    What can fail or take long (baseline, seed plans, a sensitivity scan) is computed before the study exists; a
+    failure while it is being filled in deletes it again. ``baseline`` is written last: a study without it is being
+    created by another process right now (wait for it), or was left by a creator that was killed.
+    """
+    if spec.name in optuna.study.get_all_study_names(storage):
+        return _load_created(spec, storage)
     baseline = ctx.baseline()
+    params_list, sensitivity = seed_trials(spec, ctx, baseline, log=log)
     try:
         study = optuna.create_study(study_name=spec.name, storage=storage, directions=spec.directions,
                                     load_if_exists=False)
     except optuna.exceptions.DuplicatedStudyError:  # another worker created it between our check and now
-        return create_or_load(spec, ctx, storage, log=log)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(spec.objectives))
-    study.set_user_attr("spec", spec.model_dump(mode="json"))
-    study.set_user_attr("baseline", baseline.as_dict())
-    study.set_user_attr("environment", environment(ctx.device))
-    params_list, sensitivity = seed_trials(spec, ctx, baseline, log=log)
-    if sensitivity:
-        study.set_user_attr("sensitivity", sensitivity)
-    for params in params_list:
-        study.enqueue_trial(params, skip_if_exists=True)
+        return _load_created(spec, storage)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(spec.objectives))
+        study.set_user_attr("spec", spec.model_dump(mode="json"))
+        study.set_user_attr("environment", environment(ctx.device))
+        if sensitivity:
+            study.set_user_attr("sensitivity", sensitivity)
+        for params in params_list:
+            study.enqueue_trial(params, skip_if_exists=True)
+        study.set_user_attr("baseline", baseline.as_dict())
+    except BaseException:
+        try:
+            optuna.delete_study(study_name=spec.name, storage=storage)  # no half-created study
+        except Exception:
+            pass
+        raise
     log(f"created study {spec.name!r}: dense accuracy {baseline.accuracy:.4f}, latency {baseline.latency_ms:.2f} ms, "
         f"{baseline.macs / 1e6:.1f}M MACs, {len(ctx.units)} search units")
     return study, baseline
 
 
-def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+def _load_created(spec: StudySpec, storage: optuna.storages.BaseStorage) -> tuple[optuna.Study, Baseline]:
+    deadline = time.monotonic() + CREATION_WAIT_S
+    study = optuna.load_study(study_name=spec.name, storage=storage)
+    while "baseline" not in study.user_attrs:
+        if time.monotonic() > deadline:
+            where = redact(getattr(storage, "url", None) or spec.storage_url)
+            raise MopruneError(
+                f"study {spec.name!r} in {where} was never completely created (it has no dense baseline: the "
+                f"process creating it was stopped); remove it with `optuna delete-study --storage {where} "
+                f"--study-name {spec.name}` and run again"
+            )
+        time.sleep(0.5)
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+    stored = study.user_attrs.get("spec")
+    if stored is not None:
+        changed = _changed_keys(_comparable(StudySpec.model_validate(stored)), _comparable(spec))
+        if changed:
+            raise SpecError(
+                f"study {spec.name!r} already exists with a different {', '.join(changed)}; its trials would "
+                "not be comparable: give the spec a new name, or restore those keys"
+            )
+    return study, Baseline(**study.user_attrs["baseline"])
 
 
-class Progress:
-    """One line per finished trial (a tqdm bar when attached to a terminal)."""
-
-    def __init__(self, total: int, done: int, objectives: list[str], stream=sys.stderr):
-        self.total, self.objectives, self.stream = total, objectives, stream
-        self.bar = None
-        if stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=done, file=stream, unit="trial", dynamic_ncols=True)
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        done = finished_count(study)
-        if trial.state == TrialState.COMPLETE:
-            summary = trial_summary(dict(zip(self.objectives, trial.values)))
-            speed = trial.user_attrs.get("speedup")
-            if speed:
-                summary += f"  ({speed:.2f}x)"
-            feasible = all(c <= 0 for c in trial.constraints.values())
-            summary += "" if feasible else "  infeasible"
-        else:
-            summary = f"{trial.state.name}: {trial.user_attrs.get('fail_reason', 'no reason recorded')}"
-        secs = sum((trial.user_attrs.get("timings_s") or {}).values())
-        line = f"trial {trial.number:>3}  {summary}  [{secs:.1f} s]"
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-            self.bar.set_postfix_str(line, refresh=True)
-        else:
-            print(f"[{done}/{self.total}] {line}", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def session_seed(seed: int, done: int, worker: int = 0) -> int:
+    """A fresh sampler seed per session and worker: a resumed NSGA-II must not replay the first session's plans,
+    and two workers must not propose the same ones."""
+    return seed * 7919 + done + 104_729 * worker
 
 
 def run_study(spec: StudySpec, *, storage: str | None = None, n_trials: int | None = None,
-              timeout_s: float | None = None, progress: bool = True, log: Callable[[str], None] = print
-              ) -> optuna.Study:
-    """Create or resume the study and run trials until ``n_trials`` trials have finished in total."""
-    preflight(spec)
-    make_sampler(spec, seed=spec.seed)  # validates sampler options before any compute
+              timeout_s: float | None = None, progress: bool = True, log: Callable[[str], None] = print,
+              worker: int | None = None, device: str | None = None) -> optuna.Study:
+    """Create or resume the study and run trials until ``n_trials`` trials count (in all workers together).
+
+    The order makes failures cheap and clean: checks of the machine and folders, then the storage, then data and
+    dense model, and only then the study, so a bad data root, storage URL, checkpoint or read-only folder leaves no
+    study behind. ``worker`` (with ``device``) is set in the processes of ``moprune run --workers``: their parent
+    created the study and re-queued interrupted plans, and re-evaluates the front itself.
+    """
+    start = time.monotonic()
+    url = storage or spec.storage_url
     target = n_trials or spec.search.n_trials
     timeout_s = timeout_s or spec.search.timeout_s
-    store = make_storage(storage or spec.storage_url)
-    ctx = prepare_context(spec, log=log)
-    study, baseline = create_or_load(spec, ctx, store, log=log)
+    prepare_run(spec, url)
+    with opened_storage(spec, url) as store:
+        ctx = prepare_context(spec, device=torch.device(device) if device else None, log=log)
+        study, baseline = create_or_load(spec, ctx, store, log=log)
+    if worker is None:
+        requeue_interrupted(study, log=log)
     done = finished_count(study)
     if done >= target:
         log(f"study {spec.name!r} already has {done} finished trials (target {target}); nothing to run")
-        _reevaluate(study, ctx, spec, target, log)
+        if worker is None:
+            reevaluate_if_done(study, ctx, spec, target, log)
         return study
-    # A fresh sampler seed per session: a resumed NSGA-II must not replay the proposals of the first session.
-    study.sampler = make_sampler(spec, seed=spec.seed * 7919 + done)
+    study.sampler = make_sampler(spec, seed=session_seed(spec.seed, done, worker or 0))
     keeper = WeightKeeper(artifacts_dir(spec), spec.search.keep_weights)
-    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
-        optuna.study.MaxTrialsCallback(target, states=FINISHED), keeper.after_trial]
+    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [keeper.after_trial]
     bar = Progress(target, done, list(spec.objectives)) if progress else None
     if bar:
         callbacks.append(bar)
-    start = time.perf_counter()
     try:
-        study.optimize(Objective(ctx, baseline, on_trained=keeper.on_trained), n_trials=target - done, timeout=timeout_s,
-                       catch=(TrialFailed,), callbacks=callbacks)
+        run_trials(study, Objective(ctx, baseline, on_trained=keeper.on_trained), target=target,
+                   claim=claim_for(url, store, spec.name), callbacks=callbacks, catch=(TrialFailed,),
+                   deadline=start + timeout_s if timeout_s else None, wait_for_others=has_heartbeat(store), log=log)
     finally:
         if bar:
             bar.close()
-    log(f"{finished_count(study)} finished trials in {spec.name!r} ({time.perf_counter() - start:.0f} s this run)")
-    _reevaluate(study, ctx, spec, target, log)
+    log(f"{finished_count(study)} finished trials in {spec.name!r} ({time.monotonic() - start:.0f} s this run)")
+    if worker is None:
+        reevaluate_if_done(study, ctx, spec, target, log)
     return study
 
 
-def _reevaluate(study: optuna.Study, ctx: StudyContext, spec: StudySpec, target: int,
-                log: Callable[[str], None]) -> None:
+def reevaluate_if_done(study: optuna.Study, ctx: StudyContext, spec: StudySpec, target: int,
+                       log: Callable[[str], None]) -> None:
     """Once the study has its trials (not after a timeout), re-evaluate the front on fresh seeds if asked."""
     r = spec.search.reevaluate
     if r.top > 0 and finished_count(study) >= target:

@@ -1,8 +1,10 @@
 """Sensitivity scan: prune each search unit alone, without fine-tuning, and see what it costs and saves.
 
 The scan spends a few seconds per unit before the search starts and yields starting plans that put sparsity where
-it costs the least accuracy per millisecond saved. Its records are stored with the study (user attr
-``sensitivity``) and drawn in the dashboard.
+it costs the least accuracy per unit of the study's cost saved: per millisecond when latency is the first cost
+objective, per MAC when MACs are (a single unit's latency gain is a fraction of a millisecond, well inside the
+noise of a shared CPU, so ranking a MACs study by it ranks by luck). Its records are stored with the study (user
+attr ``sensitivity``) and drawn in the dashboard.
 """
 
 from __future__ import annotations
@@ -24,9 +26,22 @@ class SensitivityRecord:
     accuracy_drop: float  # dense accuracy - accuracy without fine-tune (fraction)
     latency_gain_ms: float  # paired: dense median - candidate median, same rounds
     macs_saved: int
+    params_saved: int = 0
+    cost: str = "latency_ms"  # the study's cost objective that units are ranked by (see unit_costs)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+#: Which saving a unit's accuracy drop is divided by, per cost objective. The scan measures no energy: an energy
+#: study is ranked by latency, its nearest measured proxy.
+SAVING_OF = {"latency_ms": "latency_gain_ms", "energy_mj": "latency_gain_ms", "macs": "macs_saved",
+             "params": "params_saved"}
+
+
+def cost_objective(objectives: list[str]) -> str:
+    """The study's first cost objective (units are ranked by it); latency when the study names none."""
+    return next((o for o in objectives if o in SAVING_OF), "latency_ms")
 
 
 def scan_ratios(prune: PruneSpec) -> list[float]:
@@ -39,7 +54,9 @@ def sensitivity_scan(ctx: StudyContext, baseline: Baseline, *, log=print) -> lis
     spec, records = ctx.spec, []
     m = spec.measure
     ratios = scan_ratios(spec.prune)
-    log(f"sensitivity scan: {len(ctx.units)} units x {len(ratios)} ratios, no fine-tuning")
+    cost = cost_objective(list(spec.objectives))
+    dense_cx = count_complexity(ctx.dense.model, ctx.trace_inputs)
+    log(f"sensitivity scan: {len(ctx.units)} units x {len(ratios)} ratios, no fine-tuning; ranked by {cost}")
     for unit in ctx.units:
         for ratio in ratios:
             plan = {root: ratio for root in unit.roots}
@@ -49,17 +66,19 @@ def sensitivity_scan(ctx: StudyContext, baseline: Baseline, *, log=print) -> lis
                                 round_to=spec.prune.round_to, calibration=calibration)
             lat = measure_paired(pruned.model, ctx.dense.model, ctx.measure_inputs, warmup=m.warmup,
                                  repeats=m.repeats)
-            macs = count_complexity(pruned.model, ctx.trace_inputs).macs
+            cx = count_complexity(pruned.model, ctx.trace_inputs)
             records.append(SensitivityRecord(
                 unit.name, ratio, baseline.accuracy - evaluate(pruned.model, ctx.data.val),
-                lat.reference.median_ms - lat.candidate.median_ms, baseline.macs - macs))
+                lat.reference.median_ms - lat.candidate.median_ms, dense_cx.macs - cx.macs,
+                dense_cx.params - cx.params, cost))
     return records
 
 
 def unit_costs(records: list[SensitivityRecord]) -> dict[str, float]:
-    """Accuracy lost per millisecond saved, per unit (at the largest scanned ratio); lower is cheaper to prune.
+    """Accuracy lost per unit of cost saved (``rec.cost``: ms, MACs or parameters), per search unit, at the largest
+    scanned ratio; lower is cheaper to prune.
 
-    A unit that saves no measurable time is the most expensive to prune whatever it costs in accuracy.
+    A unit that saves nothing measurable is the most expensive to prune whatever it costs in accuracy.
     """
     top: dict[str, SensitivityRecord] = {}
     for rec in records:
@@ -68,7 +87,8 @@ def unit_costs(records: list[SensitivityRecord]) -> dict[str, float]:
     costs = {}
     for unit, rec in top.items():
         drop = max(rec.accuracy_drop, 1e-4)
-        costs[unit] = drop / rec.latency_gain_ms if rec.latency_gain_ms > 0 else float("inf")
+        saved = getattr(rec, SAVING_OF.get(rec.cost, "latency_gain_ms"))
+        costs[unit] = drop / saved if saved > 0 else float("inf")
     return costs
 
 

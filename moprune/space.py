@@ -13,6 +13,7 @@ Plans are keyed by the *name* of each group's root module, never by module objec
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
@@ -89,8 +90,27 @@ def _resolution_of(model: nn.Module, roots: list[str], example_inputs: torch.Ten
 
 
 def search_units(model: nn.Module, groups: list[PruneGroup], granularity: str,
-                 example_inputs: torch.Tensor) -> list[SearchUnit]:
-    """Tie groups into the searchable units of ``granularity`` (see the module docstring)."""
+                 example_inputs: torch.Tensor, *, warn: Callable[[str], None] = print) -> list[SearchUnit]:
+    """Tie groups into the searchable units of ``granularity`` (see the module docstring).
+
+    ``block`` and ``stage`` fall back to ``group`` (and say so through ``warn``) when the model has no such
+    structure: blocks that each hold one group (e.g. VGG, or a custom model whose layers are attributes of the
+    model itself), one block or one resolution for everything (a custom wrapper module, an MLP). Searching that
+    would be ``group`` or ``global`` under another name.
+    """
+    units = _tie(model, groups, granularity, example_inputs)
+    if granularity in ("block", "stage") and len(groups) > 1 and len(units) in (1, len(groups)):
+        what = "every group is its own block" if len(units) == len(groups) and granularity == "block" else (
+            "every group is at its own resolution" if len(units) == len(groups) else
+            f"all {len(groups)} groups fall in one {granularity}")
+        warn(f"warning: prune.granularity {granularity!r} finds no {granularity}s in {type(model).__name__} "
+             f"({what}); searching per group instead (prune.granularity: group)")
+        return _tie(model, groups, "group", example_inputs)
+    return units
+
+
+def _tie(model: nn.Module, groups: list[PruneGroup], granularity: str,
+         example_inputs: torch.Tensor) -> list[SearchUnit]:
     roots = [g.root for g in groups]
     if granularity == "group":
         return [SearchUnit(r, (r,)) for r in roots]

@@ -161,6 +161,16 @@ class SearchSpec(_Section):
     reevaluate: ReevaluateSpec = ReevaluateSpec()
     keep_weights: Literal["pareto", "all", "none"] = "pareto"
     artifacts_dir: Path | None = None  # default runs/<name>; a shared path when several hosts share the study
+    # A worker records a heartbeat every heartbeat_s; a RUNNING trial silent for grace_s is failed and its plan re-run.
+    heartbeat_s: int = Field(30, ge=1)
+    grace_s: int = Field(120, ge=2)
+
+    @model_validator(mode="after")
+    def _grace_longer_than_heartbeat(self) -> SearchSpec:
+        if self.grace_s <= self.heartbeat_s:
+            raise ValueError(f"grace_s ({self.grace_s}) must be greater than heartbeat_s ({self.heartbeat_s}), or "
+                             "live trials would be failed as stale; e.g. grace_s: 4 x heartbeat_s")
+        return self
 
     @model_validator(mode="after")
     def _known_sampler_options(self) -> SearchSpec:

@@ -9,6 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import make_spec
+from run_helpers import FAST, keep_torch_threads  # noqa: F401  (restores torch threads after a run)
 from moprune.cli import main
 from moprune.errors import SpecError
 from moprune.pareto import is_feasible
@@ -61,6 +62,15 @@ def test_pareto_json_has_the_documented_keys(tiny_study, capsys):
     assert {r["number"] for r in rows} == {t.number for t in study.best_trials}
 
 
+def test_pareto_table_says_where_and_how_its_numbers_were_measured(tiny_study, capsys):
+    spec, study = tiny_study
+    assert main(["pareto", str(spec_file(spec))]) == 0
+    out = capsys.readouterr().out
+    device = study.user_attrs["environment"]["device_name"]
+    assert f"measured on cpu ({device})" in out and "latency: perf_counter" in out and "energy: not measured" in out
+    assert out.index("measured on") > out.index("accuracy"), "a footer under the table"
+
+
 def test_status_names_counts_baseline_and_best(tiny_study, capsys):
     spec, _ = tiny_study
     assert main(["status", str(spec_file(spec))]) == 0
@@ -110,13 +120,18 @@ def test_open_study_without_a_database_says_run_first(session_cwd):
     assert not (session_cwd / "never.db").exists()
 
 
-def test_same_spec_and_seed_propose_the_same_plans(session_cwd):
+@pytest.mark.parametrize("sampler", ["random", "nsga2", "tpe"])
+def test_same_spec_and_seed_propose_the_same_plans(session_cwd, sampler):
+    # 10 trials: past NSGA-II's first generation (population 4) and TPE's startup trials, where proposals depend on
+    # the values of earlier trials; accuracy and MACs are deterministic on the CPU for a seed (latency is not).
     plans = []
     for i in range(2):
-        spec = make_spec(name="repro", storage=f"sqlite:///{session_cwd / f'repro{i}.db'}",
-                         search={"n_trials": 6, "sampler": "random", "seed_trials": ["dense"]},
-                         finetune={"steps": 1})
+        spec = make_spec(name=f"repro-{sampler}", storage=f"sqlite:///{session_cwd / f'repro-{sampler}{i}.db'}",
+                         objectives=["accuracy", "macs"], measure=FAST["measure"],
+                         search={"n_trials": 10, "sampler": sampler, "seed_trials": ["dense"],
+                                 **({"sampler_options": {"n_startup_trials": 4}} if sampler == "tpe" else {})},
+                         finetune={"steps": 2})
         study = run_study(spec, **QUIET)
         plans.append([t.params for t in study.get_trials()])
     assert plans[0] == plans[1]
-    assert len({json.dumps(p, sort_keys=True) for p in plans[0]}) == 6
+    assert len({json.dumps(p, sort_keys=True) for p in plans[0]}) >= 9, "the plans are not all one"

@@ -116,3 +116,48 @@ def test_offset_ranges_stay_symmetric_in_optuna(resnet18, step, offset_max):
     for name, dist in trial.distributions.items():
         if name != GLOBAL_PARAM:
             assert dist.low == -dist.high == pytest.approx(-offset_max)
+
+
+def test_mobilenet_v2_blocks_are_inverted_residuals(mobilenet_v2):
+    warnings: list[str] = []
+    units = search_units(mobilenet_v2, discover_groups(mobilenet_v2, X), "block", X, warn=warnings.append)
+    assert not warnings and len(units) == 18
+    assert {"features.3", "features.17"} <= {u.name for u in units}
+
+
+class Flat(torch.nn.Module):
+    """A custom model whose layers are attributes of the model itself: it has no blocks."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv2(self.conv1(x).relu()).relu().mean(dim=(2, 3)))
+
+
+class Wrapped(torch.nn.Module):
+    """A custom model whose every layer sits in one non-Sequential container: one "block" would be one ratio."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = Flat()
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.mark.parametrize("model,granularity,why", [
+    (torchvision.models.vgg11_bn(num_classes=10).eval(), "block", "every group is its own block"),
+    (Flat().eval(), "block", "every group is its own block"),
+    (Wrapped().eval(), "block", "all 2 groups fall in one block"),
+    (Flat().eval(), "stage", "all 2 groups fall in one stage"),
+], ids=["vgg11_bn", "flat-custom", "wrapped-custom", "one-resolution"])
+def test_block_and_stage_fall_back_to_group_with_a_warning_when_the_model_has_none(model, granularity, why):
+    warnings: list[str] = []
+    groups = discover_groups(model, X)
+    units = search_units(model, groups, granularity, X, warn=warnings.append)
+    assert [u.roots for u in units] == [(g.root,) for g in groups], "searched per group"
+    (message,) = warnings
+    assert f"finds no {granularity}s" in message and why in message and "prune.granularity: group" in message

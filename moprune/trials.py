@@ -1,0 +1,179 @@
+"""Which finished trials count toward ``n_trials``, and the loop that runs trials until that many count.
+
+A trial that failed for a reason outside its plan -- interrupted (Ctrl-C, SIGTERM) or its worker died (no heartbeat
+within the grace period) -- says nothing about the plan: it does not count, and its plan runs again (stale trials
+are queued by Optuna's ``RetryHeartbeatStaleTrialCallback``, interrupted ones by ``requeue_interrupted`` on resume).
+``run_study``, the parent of ``moprune run --workers`` and ``moprune status`` all count with ``counts_as_result``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .objective import trial_summary
+from .storage import Claim, fail_stale_trials
+
+if TYPE_CHECKING:
+    from .status import StudyStatus
+
+INTERRUPTED = "interrupted"
+WORKER_DIED = "worker died (no heartbeat within the grace period)"
+_NOT_RESULTS = (INTERRUPTED, WORKER_DIED)
+
+
+def fail_reason(trial: FrozenTrial) -> str | None:
+    """The recorded reason; a FAIL without one was failed by the heartbeat check (its worker could not say why)."""
+    reason = trial.user_attrs.get("fail_reason")
+    if trial.state == TrialState.FAIL and not reason:
+        return WORKER_DIED
+    return reason
+
+
+def counts_as_result(trial: FrozenTrial) -> bool:
+    """Finished, and for a reason about its plan (completed, rejected, or failed on its own: NaN loss, OOM...)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and fail_reason(trial) not in _NOT_RESULTS
+
+
+def retry_of(trial: FrozenTrial) -> int | None:
+    """The trial whose plan this one re-runs: after a dead worker (Optuna's attr, first: Optuna copies the dead
+    trial's user attrs into the re-run) or after an interrupt (ours)."""
+    number = trial.system_attrs.get("failed_trial", trial.user_attrs.get("retry_of"))
+    return int(number) if number is not None else None
+
+
+def tally(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
+    """(trials that count, trials running now)."""
+    counted = sum(1 for t in trials if counts_as_result(t))
+    return counted, sum(1 for t in trials if t.state == TrialState.RUNNING)
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that count toward ``n_trials``."""
+    return tally(study.get_trials(deepcopy=False))[0]
+
+
+def counted_like_run(status: StudyStatus, study: optuna.Study) -> StudyStatus:
+    """``moprune status`` counts finished trials as ``run`` does: trials that are not results (interrupted, dead
+    worker) show as ``re-run``, not among the finished, and their reason says so."""
+    not_results = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not counts_as_result(t)]
+    if not not_results:
+        return status
+    states = {**status.states, "FAIL": status.states["FAIL"] - len(not_results), "RE-RUN": len(not_results)}
+    if not states["FAIL"]:
+        del states["FAIL"]
+    reasons = {t.number: f"{fail_reason(t)} (not counted; its plan runs again)" for t in not_results}
+    return replace(status, states=states, failures=[(n, reasons.get(n, r)) for n, r in status.failures])
+
+
+def requeue_interrupted(study: optuna.Study, *, log: Callable[[str], None] = print) -> list[int]:
+    """Queue the plan of every interrupted trial not queued yet; returns the interrupted trials' numbers."""
+    trials = study.get_trials(deepcopy=False)
+    queued = {t.user_attrs.get("retry_of") for t in trials}
+    numbers = []
+    for t in trials:
+        if t.state == TrialState.FAIL and fail_reason(t) == INTERRUPTED and t.number not in queued and t.params:
+            study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
+            numbers.append(t.number)
+    if numbers:
+        log(f"re-queued the plans of interrupted trial(s) {', '.join(map(str, numbers))}")
+    return numbers
+
+
+def trial_line(trial: FrozenTrial, objectives: list[str]) -> str:
+    """One human line of a finished trial (without the [done/total] prefix)."""
+    if trial.state == TrialState.COMPLETE:
+        summary = trial_summary(dict(zip(objectives, trial.values)))
+        speed = trial.user_attrs.get("speedup")
+        if speed:
+            summary += f"  ({speed:.2f}x)"
+        summary += "" if all(c <= 0 for c in trial.constraints.values()) else "  infeasible"
+    else:
+        reason = fail_reason(trial) or "no reason recorded"
+        summary = f"{trial.state.name}: {reason}" + ("" if counts_as_result(trial) else "; its plan runs again")
+    origin = retry_of(trial)
+    again = f" (re-run of {origin})" if origin is not None else ""
+    secs = sum((trial.user_attrs.get("timings_s") or {}).values())
+    return f"trial {trial.number:>3}{again}  {summary}  [{secs:.1f} s]"
+
+
+class Progress:
+    """One line per finished trial (a tqdm bar when attached to a terminal); ``done`` counts results only."""
+
+    def __init__(self, total: int, done: int, objectives: list[str], stream=sys.stderr):
+        self.total, self.objectives, self.stream = total, objectives, stream
+        self.bar = None
+        if stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, file=stream, unit="trial", dynamic_ncols=True)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna callback, for the trials of this process."""
+        self.show(trial, finished_count(study))
+
+    def show(self, trial: FrozenTrial, done: int) -> None:
+        line = trial_line(trial, self.objectives)
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            self.bar.set_postfix_str(line, refresh=True)
+        else:
+            print(f"[{done}/{self.total}] {line}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _ReleaseWhenRunning:
+    """Wraps the objective: the trial is RUNNING in the storage when Optuna calls it, so others now count it."""
+
+    def __init__(self, objective: Callable[[optuna.Trial], Any], claim: Claim):
+        self.objective, self.claim = objective, claim
+
+    def __call__(self, trial: optuna.Trial) -> Any:
+        self.claim.release()
+        return self.objective(trial)
+
+
+def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *, target: int, claim: Claim,
+               callbacks: list[Callable[[optuna.Study, FrozenTrial], None]], catch: tuple[type[Exception], ...],
+               deadline: float | None = None, wait_for_others: bool = True, poll_s: float = 1.0,
+               log: Callable[[str], None] = print) -> None:
+    """Start trials one at a time until ``target`` trials count in the whole study (all workers together).
+
+    Counting and starting happen under ``claim``, so concurrent workers never start more trials than are missing.
+    When the trials running elsewhere would complete the target, this worker waits for them: they finish, or their
+    worker died and, once the heartbeat grace period has passed, their plans are queued again for it to run.
+    Without heartbeats a dead worker cannot be told from a slow one (``wait_for_others=False``): it stops instead.
+    ``deadline`` (time.monotonic) stops starting trials, as Optuna's ``timeout``.
+    """
+    waiting = False
+    while deadline is None or time.monotonic() < deadline:
+        claim.acquire()
+        try:
+            fail_stale_trials(study)
+            counted, running = tally(study.get_trials(deepcopy=False))
+            if counted >= target:
+                return
+            if counted + running < target:
+                waiting = False
+                study.optimize(_ReleaseWhenRunning(objective, claim), n_trials=1, catch=catch, callbacks=callbacks)
+                continue
+        finally:
+            claim.release()
+        if not wait_for_others:
+            log(f"{running} trial(s) still running elsewhere complete the target of {target}; stopping")
+            return
+        if not waiting:
+            log(f"waiting for {running} trial(s) running in other workers (re-run here if their worker died)")
+            waiting = True
+        time.sleep(poll_s)

@@ -1,0 +1,222 @@
+"""Faults a long search meets: Ctrl-C, out of memory, NaN values, and set-up errors that must leave nothing behind.
+
+(A worker killed mid-trial is in test_workers.py; a non-finite loss in test_search.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import weakref
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+import moprune.objective as objective
+import moprune.search as search
+from conftest import make_spec
+from moprune.cli import main
+from moprune.errors import MopruneError
+from moprune.search import run_study
+from moprune.trials import INTERRUPTED, counts_as_result, fail_reason, finished_count, retry_of
+from run_helpers import FAST, fast_spec, keep_torch_threads, spawn, write_spec  # noqa: F401  (fixtures)
+from postgres_server import free_port
+
+QUIET = {"progress": False, "log": lambda _m: None}
+
+
+def wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, timeout: float = 180):
+    """The first RUNNING trial whose plan is chosen (so it is mid-trial), polled from the storage."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            trials = optuna.load_study(study_name=name, storage=url).get_trials()
+        except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
+            continue
+        running = [t for t in trials if t.state == TrialState.RUNNING and "plan" in t.user_attrs]
+        if running:
+            return running[0]
+    raise AssertionError(f"no trial started in time: {proc.poll()=}")
+
+
+def slow_spec(name: str, n_trials: int):
+    # a fine-tune of a few seconds: time to press Ctrl-C while a trial runs
+    return make_spec(name=name, measure=FAST["measure"], finetune={"steps": 60},
+                     search={"n_trials": n_trials, "sampler": "random", "seed_trials": []})
+
+
+def test_ctrl_c_fails_the_running_trial_as_interrupted_and_run_again_continues(session_cwd, spawn, capsys):
+    spec = slow_spec("sigint", n_trials=2)
+    url = f"sqlite:///{session_cwd / 'sigint.db'}"
+    path = write_spec(spec, session_cwd)
+    proc = spawn("run", str(path), "--storage", url)
+    victim = wait_for_running_trial(url, "sigint", proc)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.monotonic() - sent < 15, "exits promptly"
+    assert f"Resume with: moprune run {path} --storage {url}" in err
+    assert "Traceback" not in err
+    trial = optuna.load_study(study_name="sigint", storage=url).get_trials()[victim.number]
+    assert trial.state == TrialState.FAIL and fail_reason(trial) == INTERRUPTED and not counts_as_result(trial)
+
+    capsys.readouterr()
+    assert main(["status", str(path), "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert f"{victim.number} finished of 2" in out and "1 re-run" in out, out  # status counts as run does
+
+    study = run_study(spec, storage=url, **QUIET)  # run again: continues to n_trials, the interrupted plan first
+    assert finished_count(study) == 2
+    reruns = [t for t in study.get_trials() if retry_of(t) == victim.number]
+    assert len(reruns) == 1 and reruns[0].state == TrialState.COMPLETE and reruns[0].params == victim.params
+
+
+def test_ctrl_c_stops_every_worker_and_records_their_trials_as_interrupted(session_cwd, spawn):
+    spec = slow_spec("sigint2", n_trials=4)
+    url = f"sqlite:///{session_cwd / 'sigint2.db'}"
+    proc = spawn("run", str(write_spec(spec, session_cwd)), "--workers", "2", "--storage", url)
+    wait_for_running_trial(url, "sigint2", proc)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: parent and workers all get it (and ignore repeats)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Resume with: moprune run" in err and "--workers 2" in err
+    trials = optuna.load_study(study_name="sigint2", storage=url).get_trials()
+    assert all(t.state.is_finished() for t in trials), "no trial left RUNNING"
+    assert any(fail_reason(t) == INTERRUPTED for t in trials)
+
+
+@pytest.mark.parametrize("error", [
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 21474836480 bytes. Error code 12 (Cannot allocate memory)"),
+], ids=["cuda", "cpu"])
+def test_out_of_memory_fails_the_trial_frees_its_model_and_the_study_goes_on(session_cwd, monkeypatch, error):
+    models: list[weakref.ref] = []
+    freed_at_cleanup: list[bool] = []
+    real_train, real_free = objective.train, objective.free_memory
+
+    def train(model, *args, **kwargs):
+        if not models:
+            models.append(weakref.ref(model))
+            raise error
+        return real_train(model, *args, **kwargs)
+
+    def free_memory(device):
+        real_free(device)
+        freed_at_cleanup.append(bool(models) and models[0]() is None)
+
+    monkeypatch.setattr(objective, "train", train)
+    monkeypatch.setattr(objective, "free_memory", free_memory)
+    spec = fast_spec(f"oom_{type(error).__name__}", n_trials=2)
+    study = run_study(spec, storage=f"sqlite:///{session_cwd / (spec.name + '.db')}", **QUIET)
+    first, second = study.get_trials()
+    assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"].startswith(
+        f"out of memory: {type(error).__name__}: ")
+    assert freed_at_cleanup[0], "the pruned model is gone when the CUDA cache is emptied"
+    assert second.state == TrialState.COMPLETE and finished_count(study) == 2
+
+
+def test_free_memory_empties_the_cuda_cache_on_a_gpu(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty_cache"))
+    objective.free_memory(torch.device("cpu"))
+    assert calls == []
+    objective.free_memory(torch.device("cuda:0"))
+    assert calls == ["empty_cache"]
+
+
+def test_a_non_finite_objective_value_fails_the_trial_with_the_reason(session_cwd, monkeypatch):
+    monkeypatch.setattr(objective, "evaluate", lambda model, split: float("nan"))
+    spec = fast_spec("nan_value", n_trials=1)
+    study = run_study(spec, storage=f"sqlite:///{session_cwd / 'nan_value.db'}", **QUIET)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == \
+        "non-finite objective value: accuracy=nan"
+
+
+def run_cli(spec, folder, *extra):
+    return main(["run", str(write_spec(spec, folder)), *extra])
+
+
+def test_a_corrupt_checkpoint_exits_1_and_leaves_no_study(session_cwd, capsys):
+    ckpt = session_cwd / "corrupt.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    db = session_cwd / "corrupt.db"
+    spec = make_spec(name="corrupt", model={"arch": "resnet18", "checkpoint": str(ckpt)})
+    assert run_cli(spec, session_cwd, "--storage", f"sqlite:///{db}") == 1
+    err = capsys.readouterr().err
+    assert "model.checkpoint" in err and "torch.save(model.state_dict(), path)" in err
+    assert not db.exists(), "no database (and so no half-created study) is left behind"
+
+
+def test_a_checkpoint_of_another_model_exits_1_and_leaves_no_study(session_cwd, capsys):
+    ckpt = session_cwd / "mismatch.pt"
+    torch.save({"fc.weight": torch.zeros(3, 512)}, ckpt)
+    db = session_cwd / "mismatch.db"
+    spec = make_spec(name="mismatch", model={"arch": "resnet18", "checkpoint": str(ckpt)})
+    assert run_cli(spec, session_cwd, "--storage", f"sqlite:///{db}") == 1
+    assert "does not fit ResNet with this data set's 10 classes" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_a_missing_data_root_exits_2_before_opening_the_storage(session_cwd, capsys):
+    db = session_cwd / "noroot.db"
+    spec = make_spec(name="noroot", data={"name": "mnist", "root": str(session_cwd / "nowhere")})
+    assert run_cli(spec, session_cwd, "--storage", f"sqlite:///{db}") == 2
+    assert "data.root" in capsys.readouterr().err and not db.exists()
+
+
+def test_an_unreachable_storage_exits_1_with_what_to_check(session_cwd, capsys):
+    url = f"postgresql+psycopg2://moprune:secret@127.0.0.1:{free_port()}/studies"
+    start = time.monotonic()
+    assert run_cli(make_spec(name="unreachable"), session_cwd, "--storage", url) == 1
+    err = capsys.readouterr().err
+    assert "cannot open storage" in err and "Check that the server is running" in err
+    assert "secret" not in err, "the password is not printed"
+    assert time.monotonic() - start < 30
+
+
+def test_a_read_only_run_folder_exits_2_and_creates_nothing(tmp_path):
+    work = tmp_path / "ro"
+    (work / "runs").mkdir(parents=True)
+    spec_path = write_spec(make_spec(name="readonly"), work)
+    (work / "runs").chmod(0o555)
+    command = [sys.executable, "-m", "moprune", "run", str(spec_path)]
+    if os.geteuid() == 0:  # root ignores permission bits: drop the capabilities that let it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root and setpriv (util-linux) is missing: cannot make a folder read-only")
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+    try:
+        proc = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=120)
+    finally:
+        (work / "runs").chmod(0o755)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot write to runs (Permission denied)" in proc.stderr and "Traceback" not in proc.stderr
+    assert list((work / "runs").iterdir()) == []
+
+
+def test_a_failure_while_the_study_is_being_created_leaves_no_study(session_cwd, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", interrupted)
+    db = session_cwd / "halfway.db"
+    spec = make_spec(name="halfway", storage=f"sqlite:///{db}")
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, **QUIET)
+    assert not db.exists()
+
+
+def test_a_study_whose_creator_died_is_reported_with_how_to_remove_it(session_cwd, monkeypatch):
+    url = f"sqlite:///{session_cwd / 'orphan.db'}"
+    optuna.create_study(study_name="orphan", storage=url)  # as left by a creator killed before writing its baseline
+    monkeypatch.setattr(search, "CREATION_WAIT_S", 0.5)
+    with pytest.raises(MopruneError, match="never completely created.*optuna delete-study"):
+        run_study(fast_spec("orphan", n_trials=1), storage=url, **QUIET)
