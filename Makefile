@@ -22,7 +22,8 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/moprune run $(SPEC)
 	$(VENV)/bin/moprune status $(SPEC)
-	@echo "Results: Optuna storage runs/$$(basename $(SPEC) .yaml).db; inspect with: $(VENV)/bin/moprune pareto $(SPEC)"
+	$(VENV)/bin/moprune dashboard $(SPEC)
+	@echo "Results: Optuna storage runs/$$(basename $(SPEC) .yaml).db; report dashboards/$$(basename $(SPEC) .yaml)/index.html; table: $(VENV)/bin/moprune pareto $(SPEC)"
 
 test: install
 	$(PY) -m pytest -q -ra --durations=15
