@@ -121,7 +121,8 @@ def to_records(frame: pd.DataFrame, objectives: list[str]) -> list[dict[str, Any
         rec: dict[str, Any] = {"number": int(row["number"]), "state": row["state"], "feasible": bool(row["feasible"]),
                                "values": {o: _plain(row[o]) for o in objectives}}
         for key in ("macs", "params", "speedup", "speedup_p10", "speedup_p90", "latency_ms_p10", "latency_ms_p90",
-                    "accuracy_pre_ft", "energy_method", "device_name", "fail_reason"):
+                    "accuracy_pre_ft", "accuracy_first", "accuracy_std", "accuracy_n", "energy_method", "device_name",
+                    "fail_reason"):
             rec[key] = _plain(row.get(key))
         rec["plan"] = row["plan"]
         records.append(rec)
@@ -152,6 +153,10 @@ def format_table(frame: pd.DataFrame, objectives: list[str]) -> str:
             shown[f"{o} (M)"] = col.map(lambda v: f"{v / 1e6:.2f}" if pd.notna(v) else "-")
         elif o == "accuracy":
             shown[o] = col.map(lambda v: f"{v:.4f}" if pd.notna(v) else "-")
+            n = frame.get("accuracy_n")
+            if n is not None and (n.fillna(1) > 1).any():  # re-evaluated: the mean over seeds, with its spread
+                shown[o] = [f"{v:.4f} ± {sd:.4f} (n={int(k)})" if pd.notna(k) and k > 1 else text
+                            for v, sd, k, text in zip(col, frame["accuracy_std"], n, shown[o])]
         else:
             shown[o] = col.map(lambda v: f"{v:.3f}" if pd.notna(v) else "-")
     for extra in ("macs", "params"):
