@@ -62,15 +62,19 @@ def test_front_of_the_tiny_study_is_optunas(tiny_study):
     assert len(everything) == len(study.trials)
 
 
-def test_reevaluated_means_replace_accuracy_and_move_the_front(tiny_study):
+def copy_with_best(study):
+    """An in-memory copy of the (shared, read-only) tiny study, and its most accurate front trial."""
     import optuna
 
-    _, study = tiny_study
     copy = optuna.create_study(directions=study.directions)
     copy.set_metric_names(study.metric_names)
     for t in study.trials:
         copy.add_trial(t)
-    best = max(copy.best_trials, key=lambda t: t.values[0])
+    return copy, max(copy.best_trials, key=lambda t: t.values[0])
+
+
+def test_reevaluated_means_replace_accuracy_and_move_the_front(tiny_study):
+    copy, best = copy_with_best(tiny_study[1])
     copy.set_user_attr(f"reeval:{best.number}", [0.0, 0.0])  # fresh seeds say it was luck
     f = trials_frame(copy).set_index("number")
     assert f.loc[best.number, "accuracy"] == pytest.approx(best.values[0] / 3)
@@ -89,16 +93,9 @@ def test_the_measured_note_names_device_timer_and_energy(tiny_study):
 
 
 def test_pareto_table_and_json_show_the_spread_of_reevaluated_accuracy(tiny_study):
-    import optuna
-
     from moprune.pareto import format_table, pareto_frame, to_records
 
-    _, study = tiny_study
-    copy = optuna.create_study(directions=study.directions)
-    copy.set_metric_names(study.metric_names)
-    for t in study.trials:
-        copy.add_trial(t)
-    best = max(copy.best_trials, key=lambda t: t.values[0])
+    copy, best = copy_with_best(tiny_study[1])
     copy.set_user_attr(f"reeval:{best.number}", [best.values[0], best.values[0] - 0.02])
     frame = pareto_frame(copy, include_all=True)
     objectives = ["accuracy", "latency_ms", "macs"]
