@@ -62,12 +62,11 @@ def _print_measured_note(study) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from .search import open_study
     from .status import format_status, study_status
-    from .trials import counted_like_run
     from .spec import load_spec
 
     spec = load_spec(args.spec)
     study = open_study(spec, args.storage)
-    print(format_status(counted_like_run(study_status(study, spec), study)))
+    print(format_status(study_status(study, spec)))
     return 0
 
 

@@ -174,9 +174,9 @@ class Objective:
         the screen's p10 is: a plan near the limit gets the precise measurement and the ordinary check.
         """
         ctx, c = self.ctx, self.ctx.spec.constraints
-        if c.max_latency_ms is None and c.max_macs is None:
-            return None
         over_macs = c.max_macs is not None and macs > c.max_macs
+        if not over_macs and c.max_latency_ms is None:
+            return None  # nothing the screen could reject: go straight to the precise measurement
         # measured even when MACs alone decide: a rejected trial records its latency and speedup like every other
         screen = measure_architecture(model, ctx.dense.model, ctx.measure_inputs, ctx.spec.measure,
                                       device=ctx.device, want_energy=False, screen=True, cache=ARCHITECTURE_CACHE)

@@ -55,7 +55,6 @@ def sensitivity_scan(ctx: StudyContext, baseline: Baseline, *, log=print) -> lis
     m = spec.measure
     ratios = scan_ratios(spec.prune)
     cost = cost_objective(list(spec.objectives))
-    dense_cx = count_complexity(ctx.dense.model, ctx.trace_inputs)
     log(f"sensitivity scan: {len(ctx.units)} units x {len(ratios)} ratios, no fine-tuning; ranked by {cost}")
     for unit in ctx.units:
         for ratio in ratios:
@@ -69,8 +68,8 @@ def sensitivity_scan(ctx: StudyContext, baseline: Baseline, *, log=print) -> lis
             cx = count_complexity(pruned.model, ctx.trace_inputs)
             records.append(SensitivityRecord(
                 unit.name, ratio, baseline.accuracy - evaluate(pruned.model, ctx.data.val),
-                lat.reference.median_ms - lat.candidate.median_ms, dense_cx.macs - cx.macs,
-                dense_cx.params - cx.params, cost))
+                lat.reference.median_ms - lat.candidate.median_ms, baseline.macs - cx.macs,
+                baseline.params - cx.params, cost))
     return records
 
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from .pareto import hypervolume, is_feasible, knee_point, objective_names, reference_point, trials_frame
 from .spec import StudySpec
+from .trials import counts_as_result, fail_reason
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,7 @@ def study_status(study: optuna.Study, spec: StudySpec) -> StudyStatus:
     timed = [t for t in feasible if t.user_attrs.get("latency_ms") is not None]
     if timed:
         fastest = _brief(min(timed, key=lambda t: (t.user_attrs["latency_ms"], t.number)), names)
-    failures = [(t.number, t.user_attrs.get("fail_reason", "no reason recorded"))
-                for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    failures = [(t.number, _failure(t)) for t in trials if t.state == optuna.trial.TrialState.FAIL]
     # How the trials' numbers were taken, from their own attrs (kept beside the study's environment).
     from .measure.summary import measured_with
 
@@ -70,11 +71,21 @@ def study_status(study: optuna.Study, spec: StudySpec) -> StudyStatus:
     if knee_number is not None:
         knee = _brief(next(t for t in trials if t.number == knee_number), names)
     return StudyStatus(
-        name=study.study_name, storage=spec.storage_url, states=dict(Counter(t.state.name for t in trials)),
+        name=study.study_name, storage=spec.storage_url, states=dict(Counter(_state(t) for t in trials)),
         target=spec.search.n_trials, baseline=baseline, environment=environment, front_size=len(front),
         best_accuracy=best, fastest_feasible=fastest, failures=failures, hypervolume=hv, reference=reference,
         knee=knee,
     )
+
+
+def _state(trial: FrozenTrial) -> str:
+    """Counted as ``run`` counts: a trial that is not a result (interrupted, dead worker) is ``RE-RUN``, not FAIL."""
+    return "RE-RUN" if trial.state.is_finished() and not counts_as_result(trial) else trial.state.name
+
+
+def _failure(trial: FrozenTrial) -> str:
+    reason = fail_reason(trial) or "no reason recorded"
+    return reason if counts_as_result(trial) else f"{reason} (not counted; its plan runs again)"
 
 
 def _trial_line(brief: dict[str, Any]) -> str:

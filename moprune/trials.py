@@ -11,17 +11,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .objective import trial_summary
 from .storage import Claim, fail_stale_trials
-
-if TYPE_CHECKING:
-    from .status import StudyStatus
 
 INTERRUPTED = "interrupted"
 WORKER_DIED = "worker died (no heartbeat within the grace period)"
@@ -59,19 +55,6 @@ def tally(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
 def finished_count(study: optuna.Study) -> int:
     """Trials that count toward ``n_trials``."""
     return tally(study.get_trials(deepcopy=False))[0]
-
-
-def counted_like_run(status: StudyStatus, study: optuna.Study) -> StudyStatus:
-    """``moprune status`` counts finished trials as ``run`` does: trials that are not results (interrupted, dead
-    worker) show as ``re-run``, not among the finished, and their reason says so."""
-    not_results = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not counts_as_result(t)]
-    if not not_results:
-        return status
-    states = {**status.states, "FAIL": status.states["FAIL"] - len(not_results), "RE-RUN": len(not_results)}
-    if not states["FAIL"]:
-        del states["FAIL"]
-    reasons = {t.number: f"{fail_reason(t)} (not counted; its plan runs again)" for t in not_results}
-    return replace(status, states=states, failures=[(n, reasons.get(n, r)) for n, r in status.failures])
 
 
 def requeue_interrupted(study: optuna.Study, *, log: Callable[[str], None] = print) -> list[int]:
