@@ -23,20 +23,16 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _sigterm_as_interrupt(signum, frame) -> None:
-    """A scheduler's SIGTERM (preemption) ends a run as Ctrl-C does: the running trial is recorded as interrupted."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from .interrupts import stop_once
     from .pareto import format_table, pareto_frame
     from .search import run_study
     from .spec import load_spec
     from .workers import run_workers
 
     spec = load_spec(args.spec)
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # a scheduler's SIGTERM (preemption) ends a run as Ctrl-C does: the running trial is recorded as interrupted
+    previous = signal.signal(signal.SIGTERM, stop_once)
     try:
         if args.workers > 1:
             study = run_workers(spec, workers=args.workers, storage=args.storage, n_trials=args.n_trials,

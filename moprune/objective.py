@@ -95,9 +95,6 @@ class Objective:
             # which process ran the trial: with several workers or hosts, the one to look at when it fails
             trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")
             return self._run(trial)
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")  # not a result about the plan: re-run on resume
-            raise
         except TrialFailed as exc:
             trial.set_user_attr("fail_reason", str(exc))
             raise

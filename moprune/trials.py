@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .interrupts import Interrupts, held_interrupts
 from .objective import trial_summary
 from .storage import Claim, fail_stale_trials
 
@@ -117,14 +118,20 @@ class Progress:
 
 
 class _ReleaseWhenRunning:
-    """Wraps the objective: the trial is RUNNING in the storage when Optuna calls it, so others now count it."""
+    """Wraps the objective: the trial is RUNNING in the storage when Optuna calls it, so others now count it; and
+    Ctrl-C is taken here, where it is recorded as the trial's reason (held while Optuna asks and tells)."""
 
-    def __init__(self, objective: Callable[[optuna.Trial], Any], claim: Claim):
-        self.objective, self.claim = objective, claim
+    def __init__(self, objective: Callable[[optuna.Trial], Any], claim: Claim, interrupts: Interrupts):
+        self.objective, self.claim, self.interrupts = objective, claim, interrupts
 
     def __call__(self, trial: optuna.Trial) -> Any:
         self.claim.release()
-        return self.objective(trial)
+        try:
+            with self.interrupts.allowed():
+                return self.objective(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", INTERRUPTED)  # not a result about the plan: re-run on resume
+            raise
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *, target: int, claim: Claim,
@@ -140,23 +147,28 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
     ``deadline`` (time.monotonic) stops starting trials, as Optuna's ``timeout``.
     """
     waiting = False
-    while deadline is None or time.monotonic() < deadline:
-        claim.acquire()
-        try:
-            fail_stale_trials(study)
-            counted, running = tally(study.get_trials(deepcopy=False))
-            if counted >= target:
+    with held_interrupts() as interrupts:
+        while deadline is None or time.monotonic() < deadline:
+            with interrupts.allowed():  # nothing of ours is RUNNING while we wait for the lock: stop at once
+                claim.acquire()
+            try:
+                fail_stale_trials(study)
+                counted, running = tally(study.get_trials(deepcopy=False))
+                if counted >= target:
+                    return
+                if counted + running < target:
+                    waiting = False
+                    study.optimize(_ReleaseWhenRunning(objective, claim, interrupts), n_trials=1, catch=catch,
+                                   callbacks=callbacks)
+                    interrupts.raise_pending()  # the trial is stored: a Ctrl-C held meanwhile stops the run now
+                    continue
+            finally:
+                claim.release()
+            if not wait_for_others:
+                log(f"{running} trial(s) still running elsewhere complete the target of {target}; stopping")
                 return
-            if counted + running < target:
-                waiting = False
-                study.optimize(_ReleaseWhenRunning(objective, claim), n_trials=1, catch=catch, callbacks=callbacks)
-                continue
-        finally:
-            claim.release()
-        if not wait_for_others:
-            log(f"{running} trial(s) still running elsewhere complete the target of {target}; stopping")
-            return
-        if not waiting:
-            log(f"waiting for {running} trial(s) running in other workers (re-run here if their worker died)")
-            waiting = True
-        time.sleep(poll_s)
+            if not waiting:
+                log(f"waiting for {running} trial(s) running in other workers (re-run here if their worker died)")
+                waiting = True
+            with interrupts.allowed():
+                time.sleep(poll_s)

@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 
 from .errors import MopruneError, SpecError
+from .interrupts import stop_once
 from .spec import StudySpec
 from .storage import claim_for, fail_stale_trials, sqlite_path
 from .trials import Progress, counts_as_result, finished_count, requeue_interrupted, tally
@@ -55,18 +56,10 @@ def plan_slots(spec: StudySpec, workers: int) -> list[Slot]:
     return [Slot(i, None, tuple(cpus[i * share:(i + 1) * share]), min(threads, share)) for i in range(workers)]
 
 
-def _interrupt_once(signum: int, frame: Any) -> None:
-    """First SIGINT/SIGTERM: KeyboardInterrupt, so the running trial is recorded as interrupted. Later ones (the
-    terminal's Ctrl-C and the parent's forwarded one both arrive) must not break that bookkeeping: ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def _worker_main(slot: Slot, spec_data: dict[str, Any], url: str, target: int, timeout_s: float | None) -> None:
     """A child process: one ``run_study`` on the parent's study; the exit code tells the parent how it ended."""
-    signal.signal(signal.SIGINT, _interrupt_once)
-    signal.signal(signal.SIGTERM, _interrupt_once)
+    signal.signal(signal.SIGINT, stop_once)  # one interrupt, recorded as the running trial's reason
+    signal.signal(signal.SIGTERM, stop_once)
     if slot.cpus:
         os.sched_setaffinity(0, slot.cpus)
     from .search import run_study

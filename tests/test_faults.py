@@ -46,9 +46,9 @@ def wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, timeout:
     raise AssertionError(f"no trial started in time: {proc.poll()=}")
 
 
-def slow_spec(name: str, n_trials: int):
+def slow_spec(name: str, n_trials: int, steps: int = 60):
     # a fine-tune of a few seconds: time to press Ctrl-C while a trial runs
-    return make_spec(name=name, measure=FAST["measure"], finetune={"steps": 60},
+    return make_spec(name=name, measure=FAST["measure"], finetune={"steps": steps},
                      search={"n_trials": n_trials, "sampler": "random", "seed_trials": []})
 
 
@@ -79,16 +79,18 @@ def test_ctrl_c_fails_the_running_trial_as_interrupted_and_run_again_continues(s
 
 
 def test_ctrl_c_stops_every_worker_and_records_their_trials_as_interrupted(session_cwd, spawn):
-    spec = slow_spec("sigint2", n_trials=4)
+    spec = slow_spec("sigint2", n_trials=4, steps=2000)  # a fine-tune far longer than the test waits
     url = f"sqlite:///{session_cwd / 'sigint2.db'}"
     proc = spawn("run", str(write_spec(spec, session_cwd)), "--workers", "2", "--storage", url)
-    wait_for_running_trial(url, "sigint2", proc)
+    victim = wait_for_running_trial(url, "sigint2", proc)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: parent and workers all get it (and ignore repeats)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Resume with: moprune run" in err and "--workers 2" in err
     trials = optuna.load_study(study_name="sigint2", storage=url).get_trials()
     assert all(t.state.is_finished() for t in trials), "no trial left RUNNING"
-    assert any(fail_reason(t) == INTERRUPTED for t in trials)
+    assert fail_reason(trials[victim.number]) == INTERRUPTED
+    assert all(fail_reason(t) == INTERRUPTED for t in trials if t.state == TrialState.FAIL), \
+        [(t.number, fail_reason(t)) for t in trials]  # whatever each worker was doing: none reads as a dead worker
 
 
 @pytest.mark.parametrize("error", [
