@@ -40,13 +40,10 @@ class Interrupts:
 
     def on_signal(self, signum: int, frame: Any) -> None:
         global _stopping
-        if _stopping:
-            return
-        _stopping = True
-        if self.held:
-            self.pending = True
-            return
-        raise KeyboardInterrupt
+        if not self.held:
+            stop_once(signum, frame)
+        elif not _stopping:
+            _stopping = self.pending = True
 
     def raise_pending(self) -> None:
         if self.pending:
