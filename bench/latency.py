@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from moprune.measure import latency_options, measure_paired, measure_single  # noqa: E402
+from moprune.measure import MeasureSettings, measure_paired, measure_single  # noqa: E402
 from moprune.measure.device import device_name  # noqa: E402
-from moprune.prune import apply_plan  # noqa: E402
-from moprune.space import discover_groups  # noqa: E402
+from moprune.pruning import apply_plan  # noqa: E402
+from moprune.pruning import discover_groups  # noqa: E402
 from moprune.spec import MeasureSpec  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main() -> int:
     x1 = torch.randn(1, 3, 32, 32)
     pruned = apply_plan(dense, {g.root: 0.5 for g in discover_groups(dense, x1)}, x1).model
     inputs = torch.randn(64, 3, 32, 32)
-    options = latency_options(m)
+    options = MeasureSettings.from_spec(m).latency_options()
 
     retries = m.max_noisy_retries if m.max_noisy_retries is not None else "repeats + clean rounds so far"
     print(f"device: cpu ({device_name(torch.device('cpu'))}), torch {torch.__version__}, "

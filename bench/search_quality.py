@@ -206,7 +206,7 @@ def nondominated(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def matched_plan(ctx, offsets: dict[str, float], target: float, dense_macs: int) -> tuple[dict[str, float], float]:
     """A plan ``global + offset[unit]`` (clipped to the ratio range) whose MACs are nearest ``target`` x dense."""
     from moprune.measure import count_complexity
-    from moprune.prune import apply_plan
+    from moprune.pruning import apply_plan
 
     r = ctx.spec.prune.ratio
 
@@ -233,7 +233,7 @@ def matched_plan(ctx, offsets: dict[str, float], target: float, dense_macs: int)
 def measure_noise(ctx, *, targets: list[float], plans: int, seeds: list[int], rng_seed: int, log) -> list[dict]:
     """For each MACs target: ``plans`` plans (uniform + random offsets) fine-tuned on the same ``seeds``."""
     from moprune.measure import count_complexity
-    from moprune.reevaluate import refinetune_accuracy
+    from moprune.search import refinetune_accuracy
 
     dense_macs = count_complexity(ctx.dense.model, ctx.trace_inputs).macs
     rng = random.Random(rng_seed)
@@ -271,7 +271,7 @@ class Reevaluator:
         self.finetunes = 0
 
     def __call__(self, plan: dict[str, float], channels: dict[str, int]) -> list[float]:
-        from moprune.reevaluate import refinetune_accuracy
+        from moprune.search import refinetune_accuracy
 
         key = json.dumps(channels, sort_keys=True)
         if key not in self.cache:
@@ -293,7 +293,7 @@ def run_method(method: Method, *, seed: int, n_trials: int, workdir: Path, setti
     spec = parse_spec(method_spec(method, seed=seed, n_trials=n_trials, storage=storage, settings=settings),
                       source=f"bench {method.name}")
     t0 = time.perf_counter()
-    study = run_study(spec, storage=storage, progress=False, log=lambda _m: None)
+    study = run_study(spec, storage=storage, progress=False)
     search_s = time.perf_counter() - t0
     objectives, directions = list(spec.objectives), spec.directions
     baseline = study.user_attrs["baseline"]
@@ -429,7 +429,7 @@ def run_bench(methods: list[Method], args, settings: SearchSettings, workdir: Pa
     import torchvision
 
     from moprune import __version__
-    from moprune.context import prepare_context
+    from moprune.search.context import prepare_context
     from moprune.spec import parse_spec
 
     def log(msg: str) -> None:
@@ -453,7 +453,7 @@ def run_bench(methods: list[Method], args, settings: SearchSettings, workdir: Pa
         # the seed's data, dense model and groups; re-evaluation needs no more (the fine-tune is every method's)
         spec = parse_spec(method_spec(Method("context", "random", "group"), seed=seed, n_trials=args.trials,
                                       storage="sqlite:///:memory:", settings=settings))
-        ctx = prepare_context(spec, log=lambda m: log("  " + m))
+        ctx = prepare_context(spec)
         if seed == 0 and not args.no_noise:
             log("noise: the same plan over fine-tune seeds, and plans of matched MACs (seed 0's dense model)")
             noise = measure_noise(ctx, targets=[0.1, 0.25], plans=args.noise_plans,

@@ -11,7 +11,7 @@ import warnings
 import torch
 import torchvision
 
-from moprune.space import discover_groups, search_units
+from moprune.pruning import discover_groups, search_units
 
 FAMILIES = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "mnasnet0_5",
             "regnet_x_400mf", "densenet121", "squeezenet1_0", "vgg11_bn", "convnext_tiny", "googlenet"]

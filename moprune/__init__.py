@@ -1,39 +1,42 @@
-"""moprune: multi-objective structured pruning search, measured on the target device."""
+"""moprune: multi-objective structured pruning search, measured on the target device.
+
+The public API, re-exported from the stage packages with their real signatures. Importing ``moprune`` loads only the
+spec and the exceptions; the rest (torch, Optuna) is imported on first use of a name below, and nothing of Optuna's
+or the root logger's configuration is changed (moprune's loggers are under ``moprune``; the CLI gives them a
+handler).
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
 
-from .errors import MopruneError, SpecError, TrialFailed  # noqa: E402
-from .spec import StudySpec, load_spec  # noqa: E402
+from .errors import MopruneError, SpecError, TrialFailed
+from .spec import StudySpec, load_spec
+from .version import __version__
 
+if TYPE_CHECKING:
+    from .pareto import pareto_frame
+    from .search import run_study
+    from .ship import export_trial, load_exported
 
-def run_study(*args, **kwargs):
-    """Create or resume a study and run it (see ``moprune.search.run_study``)."""
-    from .search import run_study as _run
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-    return _run(*args, **kwargs)
-
-
-def pareto_frame(*args, **kwargs):
-    """The feasible Pareto set as a DataFrame (see ``moprune.pareto.pareto_frame``)."""
-    from .pareto import pareto_frame as _pareto
-
-    return _pareto(*args, **kwargs)
-
-
-def export_trial(*args, **kwargs):
-    """Export a picked trial to a folder (see ``moprune.export.export_trial``)."""
-    from .export import export_trial as _export
-
-    return _export(*args, **kwargs)
+_LAZY = {"run_study": "moprune.search", "pareto_frame": "moprune.pareto", "export_trial": "moprune.ship",
+         "load_exported": "moprune.ship"}
 
 
-def load_exported(*args, **kwargs):
-    """Rebuild an exported pruned model from its folder (see ``moprune.export.load_exported``)."""
-    from .export import load_exported as _load
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # once imported, a plain attribute
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    return _load(*args, **kwargs)
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = ["MopruneError", "SpecError", "StudySpec", "TrialFailed", "__version__", "export_trial", "load_exported",

@@ -1,9 +1,14 @@
-"""Command line: parse arguments, call the library, format output. Exit 0 ok, 2 bad usage or spec, 1 failure."""
+"""Command line: parse arguments, call the library, format output. Exit 0 ok, 2 bad usage or spec, 1 failure.
+
+The CLI owns the process: it gives moprune's loggers their handler (stderr, one line a message; ``-v`` for debug
+detail) and keeps Optuna's per-trial log lines off, since each trial's progress line already says how it ended.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import signal
 import sys
@@ -19,16 +24,39 @@ EPILOG = """examples:
 """
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+class _Lines(logging.Formatter):
+    """``message`` for information, ``warning: message`` / ``error: message`` above it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING and not text.startswith(("warning:", "error:")):
+            return f"{logging.getLevelName(record.levelno).lower()}: {text}"
+        return text
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """moprune's messages to stderr; Optuna's own per-trial lines off (moprune reports trials itself)."""
+    import optuna
+
+    logger = logging.getLogger("moprune")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_moprune_cli", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Lines("%(message)s"))
+    handler._moprune_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .interrupts import stop_once
-    from .pareto import format_table, pareto_frame
-    from .search import run_study
+    from .pareto import pareto_frame
+    from .report import format_table
+    from .search import run_study, run_workers
+    from .search.interrupts import stop_once
     from .spec import load_spec
-    from .workers import run_workers
 
     spec = load_spec(args.spec)
     # a scheduler's SIGTERM (preemption) ends a run as Ctrl-C does: the running trial is recorded as interrupted
@@ -36,9 +64,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.workers > 1:
             study = run_workers(spec, workers=args.workers, storage=args.storage, n_trials=args.n_trials,
-                                timeout_s=args.timeout, log=_log)
+                                timeout_s=args.timeout)
         else:
-            study = run_study(spec, storage=args.storage, n_trials=args.n_trials, timeout_s=args.timeout, log=_log)
+            study = run_study(spec, storage=args.storage, n_trials=args.n_trials, timeout_s=args.timeout)
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(f"\nPareto front of {spec.name!r} (feasible trials; `moprune pareto {args.spec} --all` lists every trial):")
@@ -49,15 +77,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_measured_note(study) -> None:
     """Under a table of numbers: the device, timer, threads and energy meter they came from."""
-    from .pareto import measured_note
+    from .report import measured_note
 
     for line in measured_note(study):
         print(line)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .report import format_status, study_status
     from .search import open_study
-    from .status import format_status, study_status
     from .spec import load_spec
 
     spec = load_spec(args.spec)
@@ -67,7 +95,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from .pareto import format_table, pareto_frame, to_records
+    from .pareto import pareto_frame
+    from .report import format_table, to_records
     from .search import open_study
     from .spec import load_spec
 
@@ -89,7 +118,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .dashboard import write_dashboard
+    from .report import write_dashboard
     from .search import open_study
     from .spec import load_spec
 
@@ -104,13 +133,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .export import export_trial
+    from .ship import export_trial
     from .search import open_study
     from .spec import load_spec
 
     spec = load_spec(args.spec)
     study = open_study(spec, args.storage)
-    result = export_trial(study, spec, args.pick, Path(args.out), formats=tuple(args.format), log=_log)
+    result = export_trial(study, spec, args.pick, Path(args.out), formats=tuple(args.format))
     print(result.summary())
     return 0
 
@@ -118,9 +147,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .evaluate import evaluate_export, format_evaluation
+    from .ship import evaluate_export, format_evaluation
 
-    report = evaluate_export(Path(args.export_dir), device=args.device, log=_log)
+    report = evaluate_export(Path(args.export_dir), device=args.device)
     print(json.dumps(report.as_dict(), indent=2) if args.format == "json" else format_evaluation(report))
     return 0
 
@@ -139,9 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="moprune", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Search per-layer structured pruning plans for accuracy, latency and energy measured on the "
                     "target device; inspect the Pareto front and export the model you choose.")
-    from . import __version__
+    from .version import __version__
 
     parser.add_argument("--version", action="version", version=f"moprune {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more detail in moprune's messages (debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = _spec_parser(sub, "run", "create or resume the study and run trials until n_trials have finished", cmd_run)
@@ -187,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--n-trials must be >= 1 (got {args.n_trials})")
     if getattr(args, "workers", 1) < 1:
         parser.error(f"--workers must be >= 1 (got {args.workers})")
+    configure_logging(args.verbose)
     try:
         return args.func(args)
     except SpecError as exc:
@@ -203,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _same_command(args: argparse.Namespace) -> str:
     """The command to run again (a resumed run re-queues the interrupted plans and continues to n_trials)."""
-    from .storage import redact
+    from .search.storage import redact
 
     storage, workers = getattr(args, "storage", None), getattr(args, "workers", 1)
     words = ["moprune", args.command, getattr(args, "spec", "SPEC")]

@@ -1,8 +1,8 @@
 """The study spec: YAML in, a frozen, validated StudySpec out. The only module that reads YAML.
 
 pydantic does the checking (``extra="forbid"``: unknown keys are errors); ``load_spec`` turns its first error into
-one line that names the key, the value and the fix. ``preflight`` adds the checks that depend on this machine
-(device, files, energy meters) and runs before any compute in ``moprune run``.
+one line that names the key, the value and the fix. The checks that depend on this machine (device, files, energy
+meters) live with the search (``moprune.search.preflight``): spec imports nothing of moprune but its exceptions.
 """
 
 from __future__ import annotations
@@ -174,6 +174,8 @@ class SearchSpec(_Section):
 
     @model_validator(mode="after")
     def _known_sampler_options(self) -> SearchSpec:
+        if not self.sampler_options:  # nothing to check (and Optuna stays unimported until a search runs)
+            return self
         allowed = sampler_option_names(self.sampler)
         unknown = [k for k in self.sampler_options if k not in allowed]
         if unknown:
@@ -263,6 +265,11 @@ def parse_spec(data: Any, *, source: str = "spec") -> StudySpec:
         raise SpecError(_format_error(exc.errors()[0], source)) from None
 
 
+def read_yaml(path: str | Path) -> Any:
+    """The content of a YAML file written by moprune (an export's config.yaml): this module is the one YAML reader."""
+    return yaml.safe_load(Path(path).read_text())
+
+
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a YAML study spec."""
     path = Path(path)
@@ -278,50 +285,7 @@ def load_spec(path: str | Path) -> StudySpec:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:  # an empty file, or only comments: running the defaults would surprise, not help
+        raise SpecError(f"{path}: the spec is empty (no keys); write at least `name: STUDY`, or start from "
+                        "studies/quickstart.yaml")
     return parse_spec(data, source=str(path))
-
-
-def preflight(spec: StudySpec) -> None:
-    """Checks that depend on this machine, run before any compute: device, checkpoint, data root, meters."""
-    import torch
-
-    if spec.device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SpecError(f"device: {spec.device!r} but no CUDA device is visible here; use device: cpu or auto")
-        index = int(spec.device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise SpecError(
-                f"device: {spec.device!r} but only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0"
-            )
-    ckpt = spec.model.checkpoint
-    if ckpt is not None and not ckpt.is_file():
-        raise SpecError(
-            f"model.checkpoint: no file at {str(ckpt)!r} (relative paths resolve against {Path.cwd()}); "
-            "fix the path or set checkpoint: null to pretrain"
-        )
-    data = spec.data
-    if data.name in DATASETS_WITH_ROOT and not data.root.exists():
-        if data.name == "imagefolder" or not data.download:
-            fix = "set data.download: true" if data.name != "imagefolder" else "point it at your image folders"
-            raise SpecError(f"data.root: {str(data.root)!r} does not exist for data set {data.name!r}; {fix}")
-    # Energy is measured or absent, never estimated: asking for it on a device without a meter is a spec error.
-    energy_key = ("objectives: energy_mj" if "energy_mj" in spec.objectives else
-                  f"constraints.max_energy_mj: {spec.constraints.max_energy_mj}"
-                  if spec.constraints.max_energy_mj is not None else None)
-    if energy_key is not None:
-        from .measure.energy import NoEnergyMeter, energy_meter_for
-
-        device = "cuda:0" if spec.device in ("auto", "cuda") and torch.cuda.is_available() else spec.device
-        device = "cpu" if device == "auto" else device
-        try:
-            energy_meter_for(torch.device(device), sample_ms=spec.measure.power_sample_ms)
-        except NoEnergyMeter as exc:
-            looked = [*exc.looked_for, *(["NVML: no CUDA GPU visible, so device: auto is the CPU"]
-                                         if spec.device == "auto" else [])]
-            raise SpecError(
-                f"{energy_key} needs an energy meter on device {device!r}, and there is none here "
-                f"(looked for {'; '.join(looked)}). moprune measures energy or leaves it out, never "
-                "estimates it: drop energy_mj from objectives and constraints.max_energy_mj (optimise latency_ms "
-                "instead), or run on a device with a meter: an NVIDIA GPU through NVML, or a Linux CPU with readable "
-                "RAPL (/sys/class/powercap/intel-rapl:N)"
-            ) from None

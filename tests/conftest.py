@@ -67,5 +67,5 @@ def tiny_study(session_cwd):
     from moprune.search import run_study
 
     spec = make_spec(storage=f"sqlite:///{session_cwd / 'tiny.db'}")
-    study = run_study(spec, progress=False, log=lambda _m: None)
+    study = run_study(spec, progress=False)
     return spec, study

@@ -68,7 +68,7 @@ def test_methods_differ_only_in_the_search():
 
 
 def test_fresh_seeds_are_shared_and_unlike_any_trial_seed():
-    from moprune.objective import finetune_seed
+    from moprune.search import finetune_seed
 
     trial_seeds = {finetune_seed(s, n) for s in range(3) for n in range(1000)}
     fresh = [x for s in range(3) for x in sq.fresh_seeds(s, 3)]
@@ -78,8 +78,8 @@ def test_fresh_seeds_are_shared_and_unlike_any_trial_seed():
 
 def test_matched_plans_hit_the_macs_target_on_the_bench_model():
     from moprune.measure import count_complexity
-    from moprune.prune import apply_plan
-    from moprune.space import discover_groups, search_units
+    from moprune.pruning import apply_plan
+    from moprune.pruning import discover_groups, search_units
     from moprune.spec import PruneSpec
 
     torch.manual_seed(0)

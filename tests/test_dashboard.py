@@ -16,15 +16,17 @@ from optuna.trial import TrialState, create_trial
 
 from conftest import make_spec
 from moprune.cli import main
-from moprune.dashboard import render_html, sections, write_dashboard
-from moprune.dashboard_figures import front_figure
-from moprune.pareto import hypervolume, is_feasible, plan_summary, trials_frame
-from moprune.report_data import SENSITIVITY_COLUMNS, importance_target, report_data, sensitivity_frame
+from moprune.report.html import render_html, sections, write_dashboard
+from moprune.report.figures import front_figure
+from moprune.pareto import hypervolume, is_feasible, trials_frame
+from moprune.record import Baseline, write_baseline
+from moprune.report import plan_summary
+from moprune.report.data import SENSITIVITY_COLUMNS, importance_target, report_data, sensitivity_frame
 
 
 @pytest.fixture(scope="session")
 def enriched_study(tiny_study, tmp_path_factory):
-    """A copy of the tiny study with a sensitivity scan (as moprune.sensitivity stores it) and one re-evaluation."""
+    """A copy of the tiny study with a sensitivity scan (as moprune.search.sensitivity stores it) and one re-evaluation."""
     spec, study = tiny_study
     path = tmp_path_factory.mktemp("enriched") / "tiny.db"
     shutil.copy(spec.storage.removeprefix("sqlite:///"), path)
@@ -141,8 +143,8 @@ def _toy_study(values: list[tuple[float, float]], *, baseline: bool = True) -> o
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["accuracy", "latency_ms"])
     if baseline:
-        study.set_user_attr("baseline", {"accuracy": 0.9, "latency_ms": 10.0, "latency_ms_p10": 9.0,
-                                          "latency_ms_p90": 11.0, "macs": 100, "params": 10, "source": "test"})
+        write_baseline(study, Baseline(accuracy=0.9, latency_ms=10.0, latency_ms_p10=9.0, latency_ms_p90=11.0,
+                                       macs=100, params=10, source="test", sha256="0" * 64))
     dist = {"ratio/a": FloatDistribution(0, 1), "ratio/b": FloatDistribution(0, 1)}
     for i, (acc, lat) in enumerate(values):
         x, y = round(i / max(1, len(values) - 1), 3), round((i * 0.37) % 1, 3)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from moprune.dashboard import sections, write_dashboard
-from moprune.report_data import report_data
+from moprune.report.html import sections, write_dashboard
+from moprune.report.data import report_data
 from test_dashboard import enriched_study  # noqa: F401  (a fixture: the tiny study with every optional section)
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from moprune.data import load_data, stratified_split
+from moprune.train import load_data, stratified_split
 from moprune.errors import MopruneError
 from moprune.spec import DataSpec
 

@@ -15,14 +15,14 @@ import yaml
 from conftest import make_spec
 
 import moprune
-from moprune.artifacts import artifacts_dir, load_trial_files, trial_dir
+from moprune.search.artifacts import artifacts_dir, load_trial_files, trial_dir
 from moprune.cli import main
-from moprune.data import load_data
+from moprune.train import load_data
 from moprune.errors import MopruneError, SpecError
-from moprune.export import export_trial
+from moprune.ship import export_trial
 from moprune.measure import count_complexity
-from moprune.models import build_model, file_sha256
-from moprune.prune import kept_channels, replay_history
+from moprune.train import build_model, file_sha256
+from moprune.pruning import kept_channels, replay_history
 from moprune.train import evaluate
 
 HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
@@ -36,7 +36,7 @@ def kept_study(session_cwd):
     spec = make_spec(name="keepall", storage=f"sqlite:///{session_cwd / 'keepall.db'}",
                      finetune={"steps": 15, "lr": 0.02}, prune={"ratio": {"low": 0.4, "high": 0.8, "step": 0.1}},
                      search={"n_trials": 1, "seed_trials": ["uniform"], "uniform_count": 2, "keep_weights": "all"})
-    study = run_study(spec, progress=False, log=lambda _m: None)
+    study = run_study(spec, progress=False)
     trial = study.trials[0]  # the first uniform seed: every group pruned alike, 40% or more
     assert trial.state.name == "COMPLETE" and len(set(trial.user_attrs["plan"].values())) == 1
     assert min(trial.user_attrs["plan"].values()) >= 0.4
@@ -48,7 +48,7 @@ def kept_export(kept_study, tmp_path_factory):
     spec, study = kept_study
     out = tmp_path_factory.mktemp("export") / "kept"
     formats = ("torch", "onnx") if HAS_ONNX else ("torch",)
-    return export_trial(study, spec, "trial:0", out, formats=formats, log=lambda _m: None)
+    return export_trial(study, spec, "trial:0", out, formats=formats)
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +109,14 @@ def test_every_file_loads_safely_and_config_rebuilds_without_the_study(kept_stud
     assert set(kept_export.files) == {"config.yaml", *config["files"]}
 
 
-def test_export_after_weights_are_gone_refinetunes_the_same_model(kept_study, kept_export, tmp_path, val):
+def test_export_after_weights_are_gone_refinetunes_the_same_model(kept_study, kept_export, tmp_path, val, caplog):
     spec, study = kept_study
     empty = tmp_path / "no-artifacts"
     empty.mkdir()
     elsewhere = spec.model_copy(update={"search": spec.search.model_copy(update={"artifacts_dir": empty})})
-    messages = []
-    result = export_trial(study, elsewhere, "trial:0", tmp_path / "refit", log=messages.append)
+    with caplog.at_level("INFO", logger="moprune"):
+        result = export_trial(study, elsewhere, "trial:0", tmp_path / "refit")
+    messages = [r.getMessage() for r in caplog.records]
 
     assert result.weights_source == "re-fine-tuned" and not result.warnings
     assert "re-fine-tuned" in result.summary() and "equal" in result.summary()
@@ -159,8 +160,8 @@ def test_reevaluated_trial_exports_its_own_weights_accuracy_and_the_mean(kept_st
     shutil.copy(spec.storage_url.removeprefix("sqlite:///"), db)  # a copy: the module's study stays as it was
     copy = spec.model_copy(update={"storage": f"sqlite:///{db}"})
     reopened = optuna.load_study(study_name=spec.name, storage=copy.storage)
-    reopened.set_user_attr("reeval:0", [0.5, 0.25])  # as moprune.reevaluate records two fresh fine-tunes
-    result = export_trial(reopened, copy, "trial:0", tmp_path / "out", log=lambda _m: None)
+    reopened.set_user_attr("reeval:0", [0.5, 0.25])  # as moprune.search records two fresh fine-tunes
+    result = export_trial(reopened, copy, "trial:0", tmp_path / "out")
 
     first = study.trials[0].values[0]
     accuracy = json.loads((result.out / "metrics.json").read_text())["metrics"]["accuracy"]

@@ -18,17 +18,20 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-import moprune.objective as objective
-import moprune.search as search
+import moprune.search.context as context
+import moprune.search.objective as objective
+from moprune.search import StudyContext
+import moprune.search.study as study_module
 from conftest import make_spec
 from moprune.cli import main
 from moprune.errors import MopruneError
 from moprune.search import run_study
-from moprune.trials import INTERRUPTED, counts_as_result, fail_reason, finished_count, retry_of
+from moprune.record import INTERRUPTED, counts_as_result, fail_reason, retry_of
+from moprune.search import finished_count
 from run_helpers import FAST, fast_spec, keep_torch_threads, spawn, write_spec  # noqa: F401  (fixtures)
 from postgres_server import free_port
 
-QUIET = {"progress": False, "log": lambda _m: None}
+QUIET = {"progress": False}
 
 
 def wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, timeout: float = 180):
@@ -101,7 +104,7 @@ def test_ctrl_c_stops_every_worker_and_records_their_trials_as_interrupted(sessi
 def test_out_of_memory_fails_the_trial_frees_its_model_and_the_study_goes_on(session_cwd, monkeypatch, error):
     models: list[weakref.ref] = []
     freed_at_cleanup: list[bool] = []
-    real_train, real_free = objective.train, objective.free_memory
+    real_train, real_free = context.train, objective.free_memory
 
     def train(model, *args, **kwargs):
         if not models:
@@ -113,7 +116,7 @@ def test_out_of_memory_fails_the_trial_frees_its_model_and_the_study_goes_on(ses
         real_free(device)
         freed_at_cleanup.append(bool(models) and models[0]() is None)
 
-    monkeypatch.setattr(objective, "train", train)
+    monkeypatch.setattr(context, "train", train)
     monkeypatch.setattr(objective, "free_memory", free_memory)
     spec = fast_spec(f"oom_{type(error).__name__}", n_trials=2)
     study = run_study(spec, storage=f"sqlite:///{session_cwd / (spec.name + '.db')}", **QUIET)
@@ -135,7 +138,10 @@ def test_free_memory_empties_the_cuda_cache_on_a_gpu(monkeypatch):
 
 
 def test_a_non_finite_objective_value_fails_the_trial_with_the_reason(session_cwd, monkeypatch):
-    monkeypatch.setattr(objective, "evaluate", lambda model, split: float("nan"))
+    real = StudyContext.evaluate
+    # the dense model keeps its accuracy (the baseline); every pruned one reads NaN
+    monkeypatch.setattr(StudyContext, "evaluate",
+                        lambda self, model: real(self, model) if model is self.dense.model else float("nan"))
     spec = fast_spec("nan_value", n_trials=1)
     study = run_study(spec, storage=f"sqlite:///{session_cwd / 'nan_value.db'}", **QUIET)
     (trial,) = study.get_trials()
@@ -219,6 +225,6 @@ def test_a_failure_while_the_study_is_being_created_leaves_no_study(session_cwd,
 def test_a_study_whose_creator_died_is_reported_with_how_to_remove_it(session_cwd, monkeypatch):
     url = f"sqlite:///{session_cwd / 'orphan.db'}"
     optuna.create_study(study_name="orphan", storage=url)  # as left by a creator killed before writing its baseline
-    monkeypatch.setattr(search, "CREATION_WAIT_S", 0.5)
+    monkeypatch.setattr(study_module, "CREATION_WAIT_S", 0.5)
     with pytest.raises(MopruneError, match="never completely created.*optuna delete-study"):
         run_study(fast_spec("orphan", n_trials=1), storage=url, **QUIET)

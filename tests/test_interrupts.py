@@ -10,10 +10,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import moprune.interrupts as interrupts
-from moprune.interrupts import held_interrupts, stop_once
-from moprune.storage import NoClaim
-from moprune.trials import INTERRUPTED, counts_as_result, fail_reason, run_trials
+import moprune.search.interrupts as interrupts
+from moprune.search.interrupts import held_interrupts, stop_once
+from moprune.search.storage import NoClaim
+from moprune.record import INTERRUPTED, counts_as_result, fail_reason
+from moprune.search import run_trials
 
 
 def ctrl_c() -> None:
@@ -21,7 +22,7 @@ def ctrl_c() -> None:
 
 
 def run(study: optuna.Study, objective, callbacks=()) -> None:
-    run_trials(study, objective, target=3, claim=NoClaim(), callbacks=list(callbacks), catch=(), log=lambda _m: None)
+    run_trials(study, objective, target=3, claim=NoClaim(), callbacks=list(callbacks), catch=())
 
 
 def new_study() -> optuna.Study:
@@ -117,5 +118,5 @@ def test_ctrl_c_while_waiting_for_the_claim_stops_without_creating_a_trial():
             ctrl_c()
 
     with pytest.raises(KeyboardInterrupt):
-        run_trials(study, lambda t: 1.0, target=3, claim=SlowClaim(), callbacks=[], catch=(), log=lambda _m: None)
+        run_trials(study, lambda t: 1.0, target=3, claim=SlowClaim(), callbacks=[], catch=())
     assert study.get_trials() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 
 import pytest
@@ -12,14 +14,17 @@ from torch import nn
 from conftest import make_spec
 from fake_hardware import FakePowercap, FakeProc
 from moprune.errors import SpecError
-from moprune.measure import ARCHITECTURE_CACHE, ArchitectureCache, architecture_signature, measure_architecture
+from moprune.measure import ArchitectureCache, MeasureSettings, architecture_signature, measure_architecture
+from moprune.record import TrialRecord
 from moprune.measure import energy as energy_module
 from moprune.measure.disturbance import CpuDisturbanceProbe
 from moprune.measure.energy import NoEnergyMeter
-from moprune.spec import MeasureSpec, preflight
+from moprune.search import preflight
+from moprune.spec import MeasureSpec
 
 # clean rounds whatever else runs on this machine (the disturbance check has its own tests)
-FAST = MeasureSpec(batch_size=4, warmup=1, repeats=4, max_other_cpu=1.0, ci_half_width=None, energy_window_s=0.15)
+FAST = MeasureSettings(batch_size=4, warmup=1, repeats=4, max_other_cpu=1.0, ci_half_width=None,
+                       energy_window_s=0.15)
 
 
 def _net(width: int, seed: int = 0) -> nn.Module:
@@ -71,7 +76,7 @@ def test_an_identical_shape_is_measured_once(no_meter):
                                  want_energy=False, cache=cache)
     assert not first.cached and again.cached
     assert again.latency == first.latency
-    assert again.as_attrs()["measure_cached"] is True and first.as_attrs()["measure_cached"] is False
+    assert TrialRecord.measured(again).attrs()["measure_cached"] is True and TrialRecord.measured(first).attrs()["measure_cached"] is False
     other_batch = measure_architecture(_net(8), _net(16), torch.randn(2, 3, 12, 12), FAST,
                                        device=torch.device("cpu"), want_energy=False, cache=cache)
     assert not other_batch.cached, "the batch size is part of the key"
@@ -82,13 +87,13 @@ def test_a_screen_takes_exactly_repeats_rounds_and_is_never_cached(no_meter):
     cache: ArchitectureCache = ArchitectureCache()
     x = torch.randn(4, 3, 12, 12)
     # a precision target no 4-round measurement meets: a precise measurement would take up to max_repeats rounds
-    precise = FAST.model_copy(update={"ci_half_width": 1e-6, "max_repeats": 400})
+    precise = dataclasses.replace(FAST, ci_half_width=1e-6, max_repeats=400)
     screen = measure_architecture(_net(8), _net(16), x, precise, device=torch.device("cpu"), want_energy=True,
                                   screen=True, cache=cache)
     assert screen.screen and screen.energy is None, "a screen measures no energy"
     # `repeats` rounds, or the one disturbance-check block (~50 ms) that a model this fast fills with more
     assert FAST.repeats <= screen.latency.info.taken <= 60
-    assert screen.as_attrs()["latency_screen"] is True
+    assert TrialRecord.measured(screen).attrs()["latency_screen"] is True
     assert len(cache) == 0
     full = measure_architecture(_net(8), _net(16), x, precise, device=torch.device("cpu"), want_energy=False,
                                 cache=cache)
@@ -109,12 +114,12 @@ def test_a_noisy_measurement_is_not_reused(no_meter, tmp_path, monkeypatch):
             proc.tick(other=30, cpu=1)
             return x
 
-    spec = FAST.model_copy(update={"max_other_cpu": 0.1})
+    spec = dataclasses.replace(FAST, max_other_cpu=0.1)
     cache: ArchitectureCache = ArchitectureCache()
     x = torch.randn(4, 3)
     noisy = measure_architecture(Loaded(), nn.Identity(), x, spec, device=torch.device("cpu"), want_energy=False,
                                  cache=cache)
-    assert noisy.latency_noisy is True and noisy.as_attrs()["latency_noisy"] is True
+    assert noisy.latency_noisy is True and TrialRecord.measured(noisy).attrs()["latency_noisy"] is True
     again = measure_architecture(Loaded(), nn.Identity(), x, spec, device=torch.device("cpu"), want_energy=False,
                                  cache=cache)
     assert not again.cached
@@ -124,7 +129,7 @@ def test_the_attrs_say_how_latency_was_measured(no_meter):
     torch.set_num_threads(torch.get_num_threads())
     m = measure_architecture(_net(8), _net(24), torch.randn(4, 3, 12, 12), FAST, device=torch.device("cpu"),
                              want_energy=False, cache=None)
-    attrs = m.as_attrs()
+    attrs = TrialRecord.measured(m).attrs()
     assert attrs["latency_ms"] == m.latency.candidate.median_ms
     assert attrs["latency_ms_p10"] <= attrs["latency_ms"] <= attrs["latency_ms_p90"]
     assert attrs["dense_latency_ms"] == m.latency.reference.median_ms
@@ -132,15 +137,15 @@ def test_the_attrs_say_how_latency_was_measured(no_meter):
     assert attrs["latency_timer"] == "perf_counter" and attrs["torch_threads"] == torch.get_num_threads()
     assert attrs["device"] == "cpu" and attrs["device_name"]
     assert attrs["latency_rounds"] >= FAST.repeats and attrs["latency_rounds_taken"] >= attrs["latency_rounds"]
-    assert attrs["energy_mj"] is None and attrs["energy_method"] is None and attrs["idle_power_w"] is None
+    assert "energy_mj" not in attrs and "energy_method" not in attrs and "idle_power_w" not in attrs
 
 
 def test_threads_from_the_spec_are_set_and_recorded(no_meter):
     before = torch.get_num_threads()
     try:
-        m = measure_architecture(_net(8), _net(8), torch.randn(2, 3, 8, 8), FAST.model_copy(update={"threads": 1}),
+        m = measure_architecture(_net(8), _net(8), torch.randn(2, 3, 8, 8), dataclasses.replace(FAST, threads=1),
                                  device=torch.device("cpu"), want_energy=False, cache=None)
-        assert m.as_attrs()["torch_threads"] == 1
+        assert TrialRecord.measured(m).attrs()["torch_threads"] == 1
     finally:
         torch.set_num_threads(before)
 
@@ -148,7 +153,7 @@ def test_threads_from_the_spec_are_set_and_recorded(no_meter):
 def test_energy_on_a_device_with_a_meter_is_measured_and_recorded(rapl):
     m = measure_architecture(_net(8), _net(32), torch.randn(16, 3, 24, 24), FAST, device=torch.device("cpu"),
                              want_energy=True, cache=None)
-    attrs = m.as_attrs()
+    attrs = TrialRecord.measured(m).attrs()
     assert attrs["energy_method"] == "rapl"
     assert attrs["energy_mj"] > 0
     assert 4.0 < attrs["idle_power_w"] < 25.0, "idle is 5 W plus the little CPU the idle process uses"
@@ -189,9 +194,8 @@ def test_moprune_run_exits_2_when_energy_has_no_meter(no_meter, tmp_path, capsys
 def test_a_study_on_a_metered_device_records_energy_and_shows_its_methods(rapl, tmp_path):
     """A real tiny study (small CNN on 8-px digits) with energy as an objective, on the stand-in RAPL meter."""
     from moprune.search import run_study
-    from moprune.status import format_status, study_status
+    from moprune.report import format_status, study_status
 
-    ARCHITECTURE_CACHE.clear()
     spec = make_spec(
         name="energy", storage=f"sqlite:///{tmp_path / 'energy.db'}", model={"arch": "tiny_models:small_cnn",
                                                                              "pretrain": {"epochs": 1}},
@@ -201,7 +205,7 @@ def test_a_study_on_a_metered_device_records_energy_and_shows_its_methods(rapl, 
         search={"n_trials": 4, "population_size": 4, "uniform_count": 2, "seed_trials": ["dense", "uniform"],
                 "sampler": "random"},
     )
-    study = run_study(spec, progress=False, log=lambda _m: None)
+    study = run_study(spec, progress=False)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(done) >= 3
     for t in done:
@@ -218,11 +222,11 @@ def test_a_study_on_a_metered_device_records_energy_and_shows_its_methods(rapl, 
 @pytest.mark.gpu
 def test_on_a_gpu_the_attrs_hold_the_driver_clocks_and_the_nvml_method(monkeypatch):
     monkeypatch.setattr(energy_module, "_METERS", {})
-    spec = MeasureSpec(batch_size=8, warmup=3, repeats=10, energy_window_s=1.0, cuda_graph=True)
+    spec = MeasureSettings(batch_size=8, warmup=3, repeats=10, energy_window_s=1.0, cuda_graph=True)
     dev = torch.device("cuda:0")
     m = measure_architecture(_net(8).to(dev), _net(64).to(dev), torch.randn(8, 3, 32, 32), spec, device=dev,
                              want_energy=True, cache=None)
-    attrs = m.as_attrs()
+    attrs = TrialRecord.measured(m).attrs()
     assert attrs["latency_timer"] == "cuda-graph" and attrs["latency_noisy"] is None
     assert attrs["driver"] and attrs["sm_clock_mhz_start"] > 0 and attrs["sm_clock_mhz_end"] > 0
     assert attrs["energy_method"] in ("nvml-counter", "nvml-sampled") and attrs["energy_mj"] > 0

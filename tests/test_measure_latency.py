@@ -12,7 +12,7 @@ from torch import nn
 
 from fake_hardware import FakeProc
 from moprune.measure.disturbance import CpuDisturbanceProbe, default_probe
-from moprune.measure.latency import measure_paired, measure_single, percentile
+from moprune.measure.latency import LatencyResult, measure_paired, measure_single
 from moprune.measure.rounds import median_ci95, run_rounds
 from moprune.measure.timers import CpuTimer
 
@@ -157,9 +157,10 @@ def test_median_ci95_uses_the_textbook_order_statistics():
     assert median_ci95([7.0]) == (7.0, 7.0)
 
 
-def test_percentile_interpolates():
-    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 10) == pytest.approx(1.4)
-    assert percentile([3.0], 90) == 3.0
+def test_latency_spread_interpolates_between_samples():
+    result = LatencyResult.of([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert (result.p10_ms, result.median_ms, result.p90_ms) == pytest.approx((1.4, 3.0, 4.6))
+    assert LatencyResult.of([3.0]).p90_ms == 3.0
 
 
 # --- paired measurements on real models -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from conftest import make_spec
 from moprune.pareto import is_feasible
 from moprune.search import run_study
 
-QUIET = {"progress": False, "log": lambda _m: None}
+QUIET = {"progress": False}
 
 
 def test_a_plan_over_a_hard_budget_is_rejected_before_the_fine_tune_and_costs_far_less(session_cwd):

@@ -83,7 +83,7 @@ def test_reevaluated_means_replace_accuracy_and_move_the_front(tiny_study):
 
 
 def test_the_measured_note_names_device_timer_and_energy(tiny_study):
-    from moprune.pareto import measured_note
+    from moprune.report import measured_note
 
     _, study = tiny_study
     text = "\n".join(measured_note(study))
@@ -93,7 +93,8 @@ def test_the_measured_note_names_device_timer_and_energy(tiny_study):
 
 
 def test_pareto_table_and_json_show_the_spread_of_reevaluated_accuracy(tiny_study):
-    from moprune.pareto import format_table, pareto_frame, to_records
+    from moprune.pareto import pareto_frame
+    from moprune.report import format_table, to_records
 
     copy, best = copy_with_best(tiny_study[1])
     copy.set_user_attr(f"reeval:{best.number}", [best.values[0], best.values[0] - 0.02])

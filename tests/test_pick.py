@@ -9,7 +9,7 @@ import yaml
 from moprune.cli import main
 from moprune.errors import SpecError
 from moprune.pareto import knee_point, objective_names, trials_frame
-from moprune.pick import pick_trial
+from moprune.pareto import pick_trial
 
 OBJECTIVES = ["accuracy", "latency_ms", "macs"]
 DIRECTIONS = ["maximize", "minimize", "minimize"]

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torchvision
 
-from moprune.data import load_data
+from moprune.train import load_data
 from moprune.measure import count_complexity
-from moprune.prune import apply_plan, replay_history
-from moprune.space import discover_groups
+from moprune.pruning import apply_plan, replay_history
+from moprune.pruning import discover_groups
 from moprune.spec import DataSpec
 from moprune.train import evaluate, train
 

@@ -15,7 +15,7 @@ from moprune.errors import SpecError
 from moprune.pareto import is_feasible
 from moprune.search import finished_count, open_study, run_study
 
-QUIET = {"progress": False, "log": lambda _m: None}
+QUIET = {"progress": False}
 
 
 def test_tiny_study_finishes_its_trials_with_the_recorded_attrs(tiny_study):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from moprune.sensitivity import SensitivityRecord, cost_objective, sensitivity_plans, unit_costs
-from moprune.space import GLOBAL_PARAM, SearchUnit, offset_param
+from moprune.search.sensitivity import SensitivityRecord, cost_objective, sensitivity_plans, unit_costs
+from moprune.pruning import GLOBAL_PARAM, SearchUnit, offset_param
 from moprune.spec import PruneSpec
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from moprune.space import GLOBAL_PARAM, discover_groups, plan_params, search_units, suggest_plan
+from moprune.pruning import GLOBAL_PARAM, discover_groups, plan_params, search_units, suggest_plan
 from moprune.spec import PruneSpec
 
 X = torch.randn(1, 3, 32, 32)
@@ -118,10 +118,10 @@ def test_offset_ranges_stay_symmetric_in_optuna(resnet18, step, offset_max):
             assert dist.low == -dist.high == pytest.approx(-offset_max)
 
 
-def test_mobilenet_v2_blocks_are_inverted_residuals(mobilenet_v2):
-    warnings: list[str] = []
-    units = search_units(mobilenet_v2, discover_groups(mobilenet_v2, X), "block", X, warn=warnings.append)
-    assert not warnings and len(units) == 18
+def test_mobilenet_v2_blocks_are_inverted_residuals(mobilenet_v2, caplog):
+    with caplog.at_level("WARNING", logger="moprune"):
+        units = search_units(mobilenet_v2, discover_groups(mobilenet_v2, X), "block", X)
+    assert not caplog.records and len(units) == 18
     assert {"features.3", "features.17"} <= {u.name for u in units}
 
 
@@ -154,10 +154,11 @@ class Wrapped(torch.nn.Module):
     (Wrapped().eval(), "block", "all 2 groups fall in one block"),
     (Flat().eval(), "stage", "all 2 groups fall in one stage"),
 ], ids=["vgg11_bn", "flat-custom", "wrapped-custom", "one-resolution"])
-def test_block_and_stage_fall_back_to_group_with_a_warning_when_the_model_has_none(model, granularity, why):
-    warnings: list[str] = []
+def test_block_and_stage_fall_back_to_group_with_a_warning_when_the_model_has_none(model, granularity, why,
+                                                                                   caplog):
     groups = discover_groups(model, X)
-    units = search_units(model, groups, granularity, X, warn=warnings.append)
+    with caplog.at_level("WARNING", logger="moprune"):
+        units = search_units(model, groups, granularity, X)
     assert [u.roots for u in units] == [(g.root,) for g in groups], "searched per group"
-    (message,) = warnings
+    (message,) = [r.getMessage() for r in caplog.records]
     assert f"finds no {granularity}s" in message and why in message and "prune.granularity: group" in message

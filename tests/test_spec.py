@@ -9,7 +9,8 @@ import torch
 
 from moprune.cli import main
 from moprune.errors import SpecError
-from moprune.spec import StudySpec, load_spec, parse_spec, preflight
+from moprune.search import preflight
+from moprune.spec import StudySpec, load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moprune.pareto import hypervolume, knee_point, trials_frame
-from moprune.status import format_status, study_status
+from moprune.report import format_status, study_status
 
 
 def test_status_reports_the_fronts_hypervolume_and_knee(tiny_study):
@@ -34,7 +34,7 @@ def test_best_accuracy_breaks_ties_by_latency(tiny_study):
     for t in complete:
         copy.add_trial(t)
     slow, fast = (optuna.trial.create_trial(
-        values=[top, *t.values[1:]], constraints={k: 0.0 for k in t.constraints},
+        values=[top, ms, *t.values[2:]], constraints={k: 0.0 for k in t.constraints},
         user_attrs={**t.user_attrs, "latency_ms": ms}, params=t.params, distributions=t.distributions)
         for t, ms in ((complete[0], 50.0), (complete[0], 5.0)))
     copy.add_trial(slow)

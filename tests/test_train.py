@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from moprune.data import load_data
+from moprune.train import load_data
 from moprune.spec import DataSpec
 from moprune.train import NonFiniteLoss, cosine_lr, evaluate, train
 from tiny_models import small_cnn

@@ -19,9 +19,9 @@ from postgres_server import postgres  # noqa: F401  (the session's private Postg
 from run_helpers import FAST, fast_spec, finish, keep_torch_threads, spawn, write_spec  # noqa: F401  (fixtures)
 from moprune.errors import SpecError
 from moprune.search import make_storage, run_study
-from moprune.storage import SQLITE_TIMEOUT_S, has_heartbeat
-from moprune.trials import WORKER_DIED, counts_as_result, fail_reason, retry_of
-from moprune.workers import Slot, plan_slots
+from moprune.search.storage import SQLITE_TIMEOUT_S, has_heartbeat
+from moprune.record import WORKER_DIED, counts_as_result, fail_reason, retry_of
+from moprune.search import Slot, plan_slots
 
 
 def pid_of(trial) -> int:
@@ -135,6 +135,6 @@ def test_a_worker_killed_mid_trial_fails_its_trial_and_another_worker_reruns_the
 def test_journal_storage_runs_a_study_without_heartbeats(session_cwd):
     spec = fast_spec("journal", n_trials=2)
     url = f"journal:///{session_cwd / 'journal' / 'study.log'}"
-    study = run_study(spec, storage=url, progress=False, log=lambda _m: None)
+    study = run_study(spec, storage=url, progress=False)
     assert not has_heartbeat(study._storage)  # a dead worker's trial would stay RUNNING: documented
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2

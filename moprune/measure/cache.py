@@ -66,7 +66,3 @@ class ArchitectureCache(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._data)
-
-
-#: The process's cache; a study's trials in one process share it (each worker process has its own).
-ARCHITECTURE_CACHE: ArchitectureCache = ArchitectureCache()

@@ -11,6 +11,13 @@ import torch
 from .nvml import NvmlDevice, NvmlUnavailable
 
 
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is the first CUDA device when one is visible, else the CPU; ``cuda`` is ``cuda:0``."""
+    if device == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    return torch.device("cuda:0" if device == "cuda" else device)
+
+
 def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model name from /proc/cpuinfo (platform.processor() is often just "x86_64")."""
     if device.type == "cuda":

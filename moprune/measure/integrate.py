@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 
 def trapezoid_energy_mj(times_s: Sequence[float], power_w: Sequence[float]) -> float:
     """Energy in mJ of the trace ``power_w`` (W) sampled at ``times_s`` (s, non-decreasing), first to last sample."""
@@ -17,13 +19,12 @@ def trapezoid_energy_mj(times_s: Sequence[float], power_w: Sequence[float]) -> f
         raise ValueError(f"{len(times_s)} sample times but {len(power_w)} power readings")
     if len(times_s) < 2:
         raise ValueError(f"a power trace needs at least 2 samples to span a window (got {len(times_s)})")
-    energy_j = 0.0
-    for k in range(1, len(times_s)):
-        dt = times_s[k] - times_s[k - 1]
-        if dt < 0:
-            raise ValueError(f"sample times must not decrease (sample {k}: {times_s[k]} after {times_s[k - 1]})")
-        energy_j += 0.5 * (power_w[k] + power_w[k - 1]) * dt
-    return energy_j * 1e3
+    t = np.asarray(times_s, dtype=float)
+    steps = np.diff(t)
+    if (steps < 0).any():
+        k = int(np.argmax(steps < 0)) + 1
+        raise ValueError(f"sample times must not decrease (sample {k}: {times_s[k]} after {times_s[k - 1]})")
+    return float(np.trapezoid(np.asarray(power_w, dtype=float), t)) * 1e3
 
 
 def power_at(times_s: Sequence[float], power_w: Sequence[float], t_s: float) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,14 +31,6 @@ CI_HALF_WIDTH = 0.02
 MAX_REPEATS_FACTOR = 8
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100.0
-    lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
 @dataclass(frozen=True)
 class LatencyResult:
     """Milliseconds per forward pass at the measured batch size."""
@@ -49,7 +42,8 @@ class LatencyResult:
 
     @classmethod
     def of(cls, samples: list[float]) -> LatencyResult:
-        return cls(statistics.median(samples), percentile(samples, 10), percentile(samples, 90), tuple(samples))
+        p10, p90 = np.percentile(samples, [10, 90])  # linear interpolation between order statistics
+        return cls(statistics.median(samples), float(p10), float(p90), tuple(samples))
 
 
 @dataclass(frozen=True)
@@ -193,12 +187,6 @@ def measure_paired(candidate: nn.Module, reference: nn.Module, inputs: torch.Ten
                                  statistic=_ratio)
     cand, ref = rounds.series(0), rounds.series(1)
     ratios = [r / c for r, c in zip(ref, cand)]
-    return PairedLatency(LatencyResult.of(cand), LatencyResult.of(ref), statistics.median(ratios),
-                         percentile(ratios, 10), percentile(ratios, 90), info, median_ci95(ratios))
-
-
-def latency_options(measure) -> dict:
-    """The keyword options of ``measure_paired``/``measure_single`` that a spec's ``measure`` section sets."""
-    return {"warmup": measure.warmup, "repeats": measure.repeats, "cuda_graph": measure.cuda_graph,
-            "max_other_cpu": measure.max_other_cpu, "max_retries": measure.max_noisy_retries,
-            "ci_half_width": measure.ci_half_width, "max_repeats": measure.max_repeats}
+    p10, p90 = np.percentile(ratios, [10, 90])
+    return PairedLatency(LatencyResult.of(cand), LatencyResult.of(ref), statistics.median(ratios), float(p10),
+                         float(p90), info, median_ci95(ratios))

@@ -1,0 +1,81 @@
+"""Apply a PrunePlan to a copy of the dense model, removing channels physically (Torch-Pruning MetaPruner)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from .groups import classifier_of
+from .plan import PrunePlan
+
+
+@dataclass
+class PrunedModel:
+    model: nn.Module
+    history: list[Any]  # Torch-Pruning's pruning_history(): JSON-able, replays on a fresh dense model
+    channels: dict[str, int]  # layer name -> kept out-channels (Conv2d / Linear)
+
+
+def make_importance(name: str) -> tp.importance.Importance:
+    if name == "l1":
+        return tp.importance.MagnitudeImportance(p=1)
+    if name == "l2":
+        return tp.importance.MagnitudeImportance(p=2)
+    if name == "taylor":
+        return tp.importance.TaylorImportance()
+    if name == "bn_scale":
+        return tp.importance.BNScaleImportance()
+    if name == "random":
+        return tp.importance.RandomImportance()
+    raise ValueError(f"unknown importance {name!r}")
+
+
+def kept_channels(model: nn.Module) -> dict[str, int]:
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            out[name] = m.out_channels
+        elif isinstance(m, nn.Linear):
+            out[name] = m.out_features
+    return out
+
+
+def apply_plan(dense: nn.Module, plan: PrunePlan, example_inputs: torch.Tensor, *, importance: str = "l2",
+               round_to: int | None = None, calibration: tuple[torch.Tensor, torch.Tensor] | None = None
+               ) -> PrunedModel:
+    """Prune a deep copy of ``dense`` by ``plan`` (group root name -> ratio); ``dense`` is left untouched.
+
+    ``taylor`` importance needs gradients: pass a ``calibration`` batch (images, labels).
+    """
+    model = copy.deepcopy(dense).eval()
+    # Keys must be modules of the copy being pruned: Torch-Pruning silently ignores modules of another model.
+    ratios = {model.get_submodule(name): float(r) for name, r in plan.items() if r > 0}
+    if ratios:
+        pruner = tp.pruner.MetaPruner(
+            model, example_inputs, importance=make_importance(importance), pruning_ratio=0.0,
+            pruning_ratio_dict=ratios, ignored_layers=[classifier_of(model)], round_to=round_to,
+        )
+        if importance == "taylor":
+            if calibration is None:
+                raise ValueError("taylor importance needs a calibration batch")
+            model.zero_grad()
+            nn.functional.cross_entropy(model(calibration[0]), calibration[1]).backward()
+        pruner.step()
+        model.zero_grad(set_to_none=True)
+        history = pruner.pruning_history()
+    else:
+        history = []
+    return PrunedModel(model.eval(), history, kept_channels(model))
+
+
+def replay_history(dense: nn.Module, history: list[Any], example_inputs: torch.Tensor) -> nn.Module:
+    """Rebuild a pruned shape on a fresh dense model from a recorded pruning history (in place; returned)."""
+    if history:
+        graph = tp.DependencyGraph().build_dependency(dense, example_inputs=example_inputs)
+        graph.load_pruning_history(history)
+    return dense

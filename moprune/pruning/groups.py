@@ -1,0 +1,48 @@
+"""The model's prunable groups: Torch-Pruning DependencyGraph groups, found once on the dense model.
+
+Layers coupled by residual additions or depthwise convolutions share their channels, so they form one group and share
+one ratio (two ratios for one group would silently let one win). The classifier is never pruned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from ..errors import MopruneError
+
+
+def classifier_of(model: nn.Module) -> nn.Module:
+    """The output layer, which pruning must never touch: the last Linear (or, failing that, the last Conv2d)."""
+    for kind in (nn.Linear, nn.Conv2d):
+        layers = [m for m in model.modules() if isinstance(m, kind)]
+        if layers:
+            return layers[-1]
+    raise MopruneError(f"{type(model).__name__} has no Linear or Conv2d layer to classify with")
+
+
+@dataclass(frozen=True)
+class PruneGroup:
+    """One DependencyGraph group: its root layer, every coupled layer, and the root's out-channels."""
+
+    root: str
+    members: tuple[str, ...]
+    channels: int
+
+
+def discover_groups(model: nn.Module, example_inputs: torch.Tensor) -> list[PruneGroup]:
+    """The model's prunable groups in module order; the classifier is never pruned."""
+    names = {m: n for n, m in model.named_modules()}
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+    groups = []
+    for group in graph.get_all_groups(ignored_layers=[classifier_of(model)],
+                                      root_module_types=[nn.Conv2d, nn.Linear]):
+        root = group[0].dep.target.module
+        members = sorted({names[d.target.module] for d, _ in group if d.target.module in names}
+                         | {names[root]})
+        groups.append(PruneGroup(names[root], tuple(members), graph.get_out_channels(root)))
+    order = {n: i for i, n in enumerate(names.values())}
+    return sorted(groups, key=lambda g: order[g.root])

@@ -1,0 +1,81 @@
+"""Plans: how a trial's parameters become a ratio per group root, and the parameters of a given plan.
+
+Plans are keyed by the *name* of each group's root module, never by module objects or position: names survive a
+``deepcopy`` and tracing order, objects do not.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..spec import PruneSpec, RatioSpec
+from .units import SearchUnit
+
+if TYPE_CHECKING:
+    import optuna
+
+#: group root name -> pruning ratio (fraction of out-channels removed)
+PrunePlan = dict[str, float]
+
+
+def _grid(value: float, ratio: RatioSpec) -> float:
+    """Clip to [low, high] and snap to the step grid (rounded: 0.6000000001 is 0.6)."""
+    value = min(max(value, ratio.low), ratio.high)
+    if ratio.step:
+        value = ratio.low + ratio.step * round((value - ratio.low) / ratio.step)
+        value = min(value, ratio.high)
+    return round(value, 6)
+
+
+def _high_on_grid(ratio: RatioSpec) -> float:
+    """Optuna wants high - low to be a multiple of step."""
+    if not ratio.step:
+        return ratio.high
+    return round(ratio.low + ratio.step * int(round((ratio.high - ratio.low) / ratio.step, 9)), 6)
+
+
+GLOBAL_PARAM = "ratio/global"
+
+
+def offset_param(unit: SearchUnit) -> str:
+    return f"offset/{unit.name}"
+
+
+def suggest_plan(trial: optuna.trial.BaseTrial, units: list[SearchUnit], prune: PruneSpec) -> PrunePlan:
+    """A global ratio plus one offset per unit, clipped to the ratio range, expanded to every group root.
+
+    Parameterised this way every total sparsity from none to ``ratio.high`` is reachable by every sampler, and
+    uniform plans are the points whose offsets are all zero (independent per-unit ratios concentrate the total
+    sparsity in the middle of the range and never visit the cheap end).
+    """
+    r = prune.ratio
+    step = r.step if r.step and r.high > r.low else None
+    if r.high == r.low:
+        base = r.low
+    else:
+        base = trial.suggest_float(GLOBAL_PARAM, r.low, _high_on_grid(r), step=step)
+    plan: PrunePlan = {}
+    tie_all = len(units) == 1 or prune.offset_max == 0
+    for unit in units:
+        offset = 0.0
+        if not tie_all:
+            # rounded so that Optuna (which checks divisibility on the decimal strings) keeps the range as given
+            span = prune.offset_max if not step else round(step * int(round(prune.offset_max / step, 9)), 6)
+            if span > 0:
+                offset = trial.suggest_float(offset_param(unit), -span, span, step=step)
+        for root in unit.roots:
+            plan[root] = _grid(base + offset, r)
+    return plan
+
+
+def plan_params(units: list[SearchUnit], prune: PruneSpec, base: float,
+                offsets: dict[str, float] | None = None) -> dict[str, float]:
+    """Trial parameters for an enqueued plan: a global ratio and per-unit offsets (default zero: uniform)."""
+    r = prune.ratio
+    params: dict[str, float] = {}
+    if r.high != r.low:
+        params[GLOBAL_PARAM] = _grid(base, r)
+    if len(units) > 1 and prune.offset_max > 0:
+        for unit in units:
+            params[offset_param(unit)] = round((offsets or {}).get(unit.name, 0.0), 6)
+    return params

@@ -1,0 +1,241 @@
+"""The one record of a trial, and of a study, in Optuna's storage: the only module that names a user attr.
+
+A trial's measurements are Optuna user attrs. ``TrialRecord`` is the typed view of them: the objective writes it
+(``write``), and pareto, report, ship and status read it (``TrialRecord.of``); no other module spells an attr name,
+so a field cannot be written under one name and read under another. The study's own attrs (resolved spec, dense
+baseline, environment, sensitivity scan, re-evaluations) are read and written through the functions below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from .measure import ArchitectureMeasurement
+
+INTERRUPTED = "interrupted"
+WORKER_DIED = "worker died (no heartbeat within the grace period)"
+_NOT_RESULTS = (INTERRUPTED, WORKER_DIED)
+#: Optuna's system attr naming the trial a heartbeat retry re-runs.
+_OPTUNA_RETRY_ATTR = "failed_trial"
+_REEVAL_PREFIX = "reeval:"  # study user attr per re-evaluated trial: accuracies on fresh fine-tune seeds
+#: A failed trial keeps at most this many characters of its traceback (the end, where the error is).
+TRACEBACK_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """Everything moprune records about one trial besides Optuna's values and constraints; None = not recorded."""
+
+    worker: str | None = None  # host:pid of the process that ran it
+    retry_of: int | None = None  # the interrupted trial whose plan this one re-runs
+    plan: dict[str, float] | None = None  # group root -> pruning ratio
+    channels: dict[str, int] | None = None  # layer -> kept out-channels
+    macs: int | None = None
+    params: int | None = None
+    latency_ms: float | None = None  # median over the paired rounds
+    latency_ms_p10: float | None = None
+    latency_ms_p90: float | None = None
+    dense_latency_ms: float | None = None  # the dense model in the same rounds
+    speedup: float | None = None  # median of per-round dense / candidate
+    speedup_p10: float | None = None
+    speedup_p90: float | None = None
+    speedup_ci95: list[float] | None = None
+    latency_noisy: bool | None = None  # True: clean rounds could not be had; None: rounds not checked (GPU)
+    latency_timer: str | None = None
+    torch_threads: int | None = None
+    latency_rounds: int | None = None  # rounds used
+    latency_rounds_taken: int | None = None
+    latency_rounds_clean: int | None = None
+    latency_disturbance_check: str | None = None
+    latency_other_cpu: float | None = None  # mean share of our CPUs other processes used in the used rounds
+    latency_other_cpu_max: float | None = None
+    latency_screen: bool | None = None  # the quick budget measurement, not the precise one
+    measure_cached: bool | None = None  # reused from an earlier trial of the same shape
+    device: str | None = None
+    device_name: str | None = None
+    driver: str | None = None
+    sm_clock_mhz_start: int | None = None
+    sm_clock_mhz_end: int | None = None
+    cudnn_benchmark: bool | None = None
+    energy_mj: float | None = None
+    energy_method: str | None = None
+    idle_power_w: float | None = None
+    energy_window_s: float | None = None
+    energy_passes: int | None = None
+    accuracy_pre_ft: float | None = None  # right after pruning, before any fine-tune
+    finetune_seed: int | None = None
+    rejected: bool | None = None  # over a hard budget: never fine-tuned
+    timings_s: dict[str, float] | None = None  # prune / measure / finetune / evaluate
+    fail_reason: str | None = None
+    fail_traceback: str | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        """The recorded fields as user attrs (JSON-able)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def write(self, trial: optuna.Trial) -> None:
+        """Set every recorded field as a user attr of the running ``trial`` (unrecorded ones are left alone)."""
+        for key, value in self.attrs().items():
+            trial.set_user_attr(key, value)
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialRecord:
+        """The record of a stored trial; attrs this version does not know are ignored."""
+        known = _FIELD_NAMES
+        return cls(**{k: v for k, v in trial.user_attrs.items() if k in known})
+
+    @classmethod
+    def measured(cls, arch: ArchitectureMeasurement) -> TrialRecord:
+        """The fields of a latency (and energy) measurement: values, spread, and how they were taken."""
+        lat, info, dev, e = arch.latency, arch.latency.info, arch.device, arch.energy
+        out = cls(
+            latency_ms=lat.candidate.median_ms, latency_ms_p10=lat.candidate.p10_ms,
+            latency_ms_p90=lat.candidate.p90_ms, dense_latency_ms=lat.reference.median_ms if arch.paired else None,
+            speedup=lat.speedup if arch.paired else None, speedup_p10=lat.speedup_p10 if arch.paired else None,
+            speedup_p90=lat.speedup_p90 if arch.paired else None,
+            speedup_ci95=list(lat.speedup_ci95) if lat.speedup_ci95 and arch.paired else None,
+            latency_noisy=arch.latency_noisy, device=dev.device, device_name=dev.device_name,
+            measure_cached=arch.cached, latency_screen=arch.screen,
+        )
+        if info is not None:
+            out = dataclasses.replace(
+                out, latency_timer=info.timer, torch_threads=info.threads, latency_rounds=info.rounds,
+                latency_rounds_taken=info.taken, latency_rounds_clean=info.clean,
+                latency_disturbance_check=info.disturbance_check, latency_other_cpu=info.other_cpu,
+                latency_other_cpu_max=info.other_cpu_max)
+        if dev.device.startswith("cuda"):
+            out = dataclasses.replace(out, driver=dev.driver, sm_clock_mhz_start=dev.sm_clock_mhz_start,
+                                      sm_clock_mhz_end=dev.sm_clock_mhz_end, cudnn_benchmark=True)
+        if e is not None:
+            out = dataclasses.replace(out, energy_mj=e.energy_mj, energy_method=e.method, idle_power_w=e.idle_power_w,
+                                      energy_window_s=e.window_s, energy_passes=e.passes)
+        return out
+
+    def how_measured(self) -> dict[str, Any]:
+        """The fields that say how latency and energy were taken (for an export's metrics.json)."""
+        return {k: v for k, v in self.attrs().items() if k in MEASURE_FIELDS}
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.finetune_seed is not None and not self.rejected
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(TrialRecord))
+MEASURE_FIELDS = ("latency_timer", "torch_threads", "latency_rounds", "latency_rounds_taken", "latency_rounds_clean",
+                  "latency_noisy", "latency_disturbance_check", "latency_other_cpu", "latency_other_cpu_max",
+                  "latency_screen", "dense_latency_ms", "energy_window_s", "energy_passes", "idle_power_w", "driver",
+                  "sm_clock_mhz_start", "sm_clock_mhz_end", "cudnn_benchmark", "measure_cached")
+
+
+def bounded_traceback(text: str, limit: int = TRACEBACK_CHARS) -> str:
+    """The end of a traceback (where the error is), at most ``limit`` characters."""
+    return text if len(text) <= limit else "...\n" + text[-limit:]
+
+
+# --- what a finished trial means for the study ------------------------------------------------------------------------
+
+def fail_reason(trial: FrozenTrial) -> str | None:
+    """The recorded reason; a FAIL without one was failed by the heartbeat check (its worker could not say why)."""
+    from optuna.trial import TrialState
+
+    reason = trial.user_attrs.get("fail_reason")
+    if trial.state == TrialState.FAIL and not reason:
+        return WORKER_DIED
+    return reason
+
+
+def counts_as_result(trial: FrozenTrial) -> bool:
+    """Finished, and for a reason about its plan (completed, rejected, or failed on its own: NaN loss, OOM...).
+
+    An interrupted trial, or one whose worker died, says nothing about its plan: it does not count toward
+    ``n_trials``, and its plan runs again.
+    """
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and fail_reason(trial) not in _NOT_RESULTS
+
+
+def retry_of(trial: FrozenTrial) -> int | None:
+    """The trial whose plan this one re-runs: after a dead worker (Optuna's attr, first: Optuna copies the dead
+    trial's user attrs into the re-run) or after an interrupt (ours)."""
+    number = trial.system_attrs.get(_OPTUNA_RETRY_ATTR, trial.user_attrs.get("retry_of"))
+    return int(number) if number is not None else None
+
+
+# --- the study's own attrs --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Baseline:
+    """The dense model's measurements; constraints, speedups and the hypervolume are relative to these."""
+
+    accuracy: float
+    latency_ms: float
+    latency_ms_p10: float
+    latency_ms_p90: float
+    macs: int
+    params: int
+    source: str  # checkpoint | pretrained | cache
+    sha256: str
+    energy_mj: float | None = None  # measured where the study asks for energy (a meter exists)
+    energy_method: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def value(self, objective: str) -> float | None:
+        """The dense value of an objective (None when not measured)."""
+        return getattr(self, objective, None)
+
+
+def write_study(study: optuna.Study, *, spec: dict[str, Any], environment: dict[str, Any],
+                sensitivity: list[dict[str, Any]] | None) -> None:
+    """The attrs a new study gets before its baseline (which is written last: see ``write_baseline``)."""
+    study.set_user_attr("spec", spec)
+    study.set_user_attr("environment", environment)
+    if sensitivity:
+        study.set_user_attr("sensitivity", sensitivity)
+
+
+def write_baseline(study: optuna.Study, baseline: Baseline) -> None:
+    """Written last when a study is created: a study without it is still being created (or its creator died)."""
+    study.set_user_attr("baseline", baseline.as_dict())
+
+
+def baseline_of(study: optuna.Study) -> Baseline | None:
+    data = study.user_attrs.get("baseline")
+    if not data:
+        return None
+    known = {f.name for f in fields(Baseline)}
+    return Baseline(**{k: v for k, v in data.items() if k in known})
+
+
+def spec_of(study: optuna.Study) -> dict[str, Any] | None:
+    """The resolved spec the study was created with (JSON), or None for a study that holds none."""
+    return study.user_attrs.get("spec")
+
+
+def environment_of(study: optuna.Study) -> dict[str, Any]:
+    return dict(study.user_attrs.get("environment") or {})
+
+
+def sensitivity_of(study: optuna.Study) -> list[dict[str, Any]] | None:
+    return study.user_attrs.get("sensitivity")
+
+
+def reevaluations(study: optuna.Study) -> dict[int, list[float]]:
+    """Trial number -> accuracies of its re-evaluation fine-tunes on fresh seeds."""
+    return {int(k.removeprefix(_REEVAL_PREFIX)): list(v) for k, v in study.user_attrs.items()
+            if k.startswith(_REEVAL_PREFIX)}
+
+
+def write_reevaluation(study: optuna.Study, number: int, accuracies: list[float]) -> None:
+    """One key per trial, so that concurrent workers never overwrite each other (a trial's values cannot change)."""
+    study.set_user_attr(f"{_REEVAL_PREFIX}{number}", list(accuracies))

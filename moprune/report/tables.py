@@ -1,0 +1,96 @@
+"""Terminal and JSON views of trials: the Pareto table, JSON records, plan summaries, one value's formatting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from ..record import TrialRecord, environment_of
+from .measured import format_measured_with, measured_with
+
+
+def format_value(name: str, value: Any) -> str:
+    if value is None or pd.isna(value):
+        return "-"
+    if name == "accuracy":
+        return f"{value:.4f}"
+    if name in ("macs", "params"):
+        return f"{value / 1e6:.2f}M"
+    if name == "latency_ms":
+        return f"{value:.2f} ms"
+    if name == "energy_mj":
+        return f"{value:.1f} mJ"
+    return f"{value:.4g}"
+
+
+def plan_summary(plan: dict[str, float]) -> str:
+    """``mean 0.42 [0.00-0.80] over 12 groups``: a one-glance view of a per-group plan."""
+    if not plan:
+        return "dense"
+    values = list(plan.values())
+    if max(values) == min(values):
+        return f"uniform {values[0]:.2f}" if values[0] else "dense"
+    return f"mean {sum(values) / len(values):.2f} [{min(values):.2f}-{max(values):.2f}] over {len(values)} groups"
+
+
+def to_records(frame: pd.DataFrame, objectives: list[str]) -> list[dict[str, Any]]:
+    """JSON-ready rows: ``values`` maps objective name to value; measured attributes beside it."""
+    records = []
+    for row in frame.to_dict(orient="records"):
+        rec: dict[str, Any] = {"number": int(row["number"]), "state": row["state"], "feasible": bool(row["feasible"]),
+                               "values": {o: _plain(row[o]) for o in objectives}}
+        for key in ("macs", "params", "speedup", "speedup_p10", "speedup_p90", "latency_ms_p10", "latency_ms_p90",
+                    "accuracy_pre_ft", "accuracy_first", "accuracy_std", "accuracy_n", "energy_method", "device_name",
+                    "fail_reason"):
+            rec[key] = _plain(row.get(key))
+        rec["plan"] = row["plan"]
+        records.append(rec)
+    return records
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def format_table(frame: pd.DataFrame, objectives: list[str]) -> str:
+    """A fixed-width table for terminals: one line a trial, units in the headers."""
+    if frame.empty:
+        return "(no trials)"
+    shown = pd.DataFrame({"trial": frame["number"]})
+    for o in objectives:
+        col = frame[o]
+        if o in ("macs", "params"):
+            shown[f"{o} (M)"] = col.map(lambda v: f"{v / 1e6:.2f}" if pd.notna(v) else "-")
+        elif o == "accuracy":
+            shown[o] = col.map(lambda v: f"{v:.4f}" if pd.notna(v) else "-")
+            n = frame.get("accuracy_n")
+            if n is not None and (n.fillna(1) > 1).any():  # re-evaluated: the mean over seeds, with its spread
+                shown[o] = [f"{v:.4f} ± {sd:.4f} (n={int(k)})" if pd.notna(k) and k > 1 else text
+                            for v, sd, k, text in zip(col, frame["accuracy_std"], n, shown[o])]
+        else:
+            shown[o] = col.map(lambda v: f"{v:.3f}" if pd.notna(v) else "-")
+    for extra in ("macs", "params"):
+        if extra not in objectives:
+            shown[f"{extra} (M)"] = frame[extra].map(lambda v: f"{v / 1e6:.2f}" if pd.notna(v) else "-")
+    shown["speedup"] = frame["speedup"].map(lambda v: f"{v:.2f}x" if pd.notna(v) else "-")
+    if not frame["feasible"].all():
+        shown["feasible"] = frame["feasible"].map({True: "yes", False: "no"})
+    shown["plan"] = frame["plan"].map(plan_summary)
+    return shown.to_string(index=False)
+
+
+def measured_note(study: optuna.Study) -> list[str]:
+    """Where and how the table's numbers were measured (device, timer, threads, energy meter): lines for a footer."""
+    used = measured_with(TrialRecord.of(t) for t in study.get_trials(deepcopy=False))
+    return format_measured_with(used, environment_of(study))

@@ -1,0 +1,15 @@
+"""Training: data sets as tensors on the device, dense models (torchvision, user factories, checkpoints, a cached
+pretraining), and the one loop for pretraining and brief fine-tunes, with top-1 evaluation.
+
+Knows nothing of pruning or studies.
+"""
+
+from .data import FAKE_SIZE, Batch, DataBundle, LoaderSplit, Split, TensorSplit, load_data, stratified_split
+from .loop import NonFiniteLoss, TrainResult, cosine_lr, evaluate, make_optimizer, train
+from .models import (CACHE_DIR, DenseModel, build_model, dense_weights_path, file_sha256, load_checkpoint, load_dense,
+                     pretrain_key)
+
+__all__ = ["Batch", "CACHE_DIR", "DataBundle", "DenseModel", "FAKE_SIZE", "LoaderSplit", "NonFiniteLoss", "Split",
+           "TensorSplit", "TrainResult", "build_model", "cosine_lr", "dense_weights_path", "evaluate", "file_sha256",
+           "load_checkpoint", "load_data", "load_dense", "make_optimizer", "pretrain_key", "stratified_split",
+           "train"]
