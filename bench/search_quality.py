@@ -195,10 +195,13 @@ def front_metrics(rows: list[dict[str, Any]], *, dense_accuracy: float, max_accu
 
 
 def nondominated(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows not dominated in (accuracy max, macs min); ties are kept."""
-    return [r for r in rows if not any(
-        (o["accuracy"] >= r["accuracy"] and o["macs"] <= r["macs"]) and
-        (o["accuracy"] > r["accuracy"] or o["macs"] < r["macs"]) for o in rows)]
+    """Rows not dominated in (accuracy max, macs min); ties are kept (moprune.pareto's one definition)."""
+    from moprune.pareto import nondominated as mask
+
+    if not rows:
+        return []
+    keep = mask([[r["accuracy"], r["macs"]] for r in rows], ["maximize", "minimize"])
+    return [r for r, k in zip(rows, keep) if k]
 
 
 # --- noise measurement -----------------------------------------------------------------------------------------------
@@ -286,6 +289,7 @@ def run_method(method: Method, *, seed: int, n_trials: int, workdir: Path, setti
     import pandas as pd
 
     from moprune.pareto import hypervolume, trials_frame
+    from moprune.record import baseline_of
     from moprune.search import run_study
     from moprune.spec import parse_spec
 
@@ -296,7 +300,7 @@ def run_method(method: Method, *, seed: int, n_trials: int, workdir: Path, setti
     study = run_study(spec, storage=storage, progress=False)
     search_s = time.perf_counter() - t0
     objectives, directions = list(spec.objectives), spec.directions
-    baseline = study.user_attrs["baseline"]
+    baseline = baseline_of(study).as_dict()
     drop = spec.constraints.max_accuracy_drop
     frame = trials_frame(study)
     done = frame[frame["state"] == "COMPLETE"]
@@ -304,12 +308,12 @@ def run_method(method: Method, *, seed: int, n_trials: int, workdir: Path, setti
 
     t1 = time.perf_counter()
     candidates = []
-    for trial in study.best_trials:  # the feasible front on the search's own (single fine-tune) values
-        accs = reevaluator(trial.user_attrs["plan"], trial.user_attrs["channels"])
-        candidates.append({"number": trial.number, "accuracy_search": trial.values[0], "accuracies_fresh": accs,
-                           "accuracy": statistics.fmean(accs), "macs": trial.values[1],
-                           "macs_fraction": trial.values[1] / baseline["macs"],
-                           "speedup": trial.user_attrs.get("speedup"), "plan": trial.user_attrs["plan"]})
+    for _, row in frame[frame["on_front"]].iterrows():  # the feasible front on the search's own values
+        accs = reevaluator(row["plan"], row["channels"])
+        candidates.append({"number": int(row["number"]), "accuracy_search": row["accuracy"], "accuracies_fresh": accs,
+                           "accuracy": statistics.fmean(accs), "macs": row["macs"],
+                           "macs_fraction": row["macs"] / baseline["macs"],
+                           "speedup": row["speedup"], "plan": row["plan"]})
     reeval_s = time.perf_counter() - t1
     floor = baseline["accuracy"] - drop
     cand = pd.DataFrame(candidates, columns=["accuracy", "macs"])

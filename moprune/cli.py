@@ -157,10 +157,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _spec_parser(sub, name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text)
     p.add_argument("spec", help="study spec (YAML), e.g. studies/quickstart.yaml")
+    _verbose(p)
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL; overrides the spec's (share one study "
                    "between hosts with postgresql://...)")
     p.set_defaults(func=func)
     return p
+
+
+def _verbose(parser: argparse.ArgumentParser) -> None:
+    # also after the command (`moprune run spec.yaml -v`); SUPPRESS keeps the top-level flag's value when absent
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="more detail in moprune's messages (debug)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="re-measure an exported model: accuracy, latency (paired against dense), "
                                     "MACs, params, energy where a meter exists, beside the recorded values")
     ev.add_argument("export_dir", metavar="DIR", help="a folder written by `moprune export`")
+    _verbose(ev)
     ev.add_argument("--device", help="cpu | cuda | cuda:N (default: the study's device)")
     ev.add_argument("--format", choices=["table", "json"], default="table")
     ev.set_defaults(func=cmd_evaluate)
