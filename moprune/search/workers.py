@@ -81,7 +81,7 @@ def _worker_main(slot: Slot, spec_data: dict[str, Any], url: str, target: int, t
     except KeyboardInterrupt:
         sys.exit(130)
     except SpecError as exc:
-        log.error("error: %s", exc)
+        log.error("%s", exc)  # the parent shows it as "error: worker N: ..."
         sys.exit(2)
     except MopruneError as exc:
         log.error("%s", exc)
