@@ -1,8 +1,9 @@
 """A private PostgreSQL server for tests: ``initdb`` and ``pg_ctl`` in a temporary folder, on 127.0.0.1:<free port>.
 
-Where the binaries (or psycopg2) are missing the tests that use it skip with a message; in CI (``CI=true``) they fail
-instead, since ``.ci/run`` installs Debian's ``postgresql`` package. initdb refuses to run as root, so as root the
-server runs as the ``postgres`` user the package creates.
+The ``postgres`` fixture (tests/search/conftest.py) starts one per session. Where the binaries (or psycopg2) are
+missing the tests that use it skip with a message; in CI (``CI=true``) they fail instead, since ``.ci/run`` installs
+Debian's ``postgresql`` package. initdb refuses to run as root, so as root the server runs as the ``postgres`` user
+the package creates.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
-
-import pytest
 
 
 def find_bin_dir() -> Path | None:
@@ -77,29 +76,3 @@ class PostgresServer:
         finally:
             conn.close()
         return self.url(name)
-
-
-def _missing(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message}; in CI it must be there (.ci/run installs Debian's postgresql package)")
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    """A running private PostgreSQL server, stopped and removed after the session."""
-    bin_dir = find_bin_dir()
-    if bin_dir is None:
-        _missing("PostgreSQL's initdb/pg_ctl not found (apt-get install postgresql)")
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        _missing("psycopg2 is not installed (pip install 'moprune[postgres]')")
-    server = PostgresServer(bin_dir)
-    try:
-        server.start()
-    except subprocess.CalledProcessError as exc:
-        server.stop()
-        pytest.fail(f"could not start PostgreSQL: {exc.cmd}: {exc.stderr or exc.stdout}")
-    yield server
-    server.stop()

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

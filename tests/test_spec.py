@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import ROOT
 from moprune.cli import main
 from moprune.errors import SpecError
 from moprune.search import preflight
 from moprune.spec import StudySpec, load_spec, parse_spec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 
 BAD_SPECS = [
     ("nmae: quickstart\n", ["unknown key 'nmae'", "allowed keys", "name"]),

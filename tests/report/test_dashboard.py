@@ -4,7 +4,6 @@ and a re-evaluation, and on small hand-made studies for the edge cases; plus the
 from __future__ import annotations
 
 import re
-import shutil
 import warnings
 
 import optuna
@@ -14,7 +13,7 @@ import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import make_spec
+from helpers import make_spec
 from moprune.cli import main
 from moprune.report.html import render_html, sections, write_dashboard
 from moprune.report.figures import front_figure
@@ -22,23 +21,6 @@ from moprune.pareto import hypervolume, is_feasible, trials_frame
 from moprune.record import Baseline, write_baseline
 from moprune.report import plan_summary
 from moprune.report.data import SENSITIVITY_COLUMNS, importance_target, report_data, sensitivity_frame
-
-
-@pytest.fixture(scope="session")
-def enriched_study(tiny_study, tmp_path_factory):
-    """A copy of the tiny study with a sensitivity scan (as moprune.search.sensitivity stores it) and one re-evaluation."""
-    spec, study = tiny_study
-    path = tmp_path_factory.mktemp("enriched") / "tiny.db"
-    shutil.copy(spec.storage.removeprefix("sqlite:///"), path)
-    spec = make_spec(storage=f"sqlite:///{path}")
-    copy = optuna.load_study(study_name=spec.name, storage=spec.storage)
-    units = list(copy.trials[0].user_attrs["plan"])
-    copy.set_user_attr("sensitivity", [
-        {"unit": u, "ratio": r, "accuracy_drop": 0.01 * i * r, "latency_gain_ms": 0.1 * r, "macs_saved": 1000}
-        for i, u in enumerate(units) for r in (0.4, 0.8)])
-    front = sorted(t.number for t in copy.best_trials)
-    copy.set_user_attr(f"reeval:{front[0]}", [copy.trials[front[0]].values[0] - 0.01])
-    return spec, copy
 
 
 def test_front_is_optunas_best_trials_and_every_trial_has_its_style(tiny_study):

@@ -14,9 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import make_spec
-from postgres_server import postgres  # noqa: F401  (the session's private PostgreSQL server)
-from run_helpers import FAST, fast_spec, finish, keep_torch_threads, spawn, write_spec  # noqa: F401  (fixtures)
+from helpers import FAST, fast_spec, finish, make_spec, write_spec
 from moprune.errors import SpecError
 from moprune.search import make_storage, run_study
 from moprune.search.storage import SQLITE_TIMEOUT_S, has_heartbeat

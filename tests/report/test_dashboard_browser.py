@@ -22,7 +22,6 @@ import pytest
 
 from moprune.report.html import sections, write_dashboard
 from moprune.report.data import report_data
-from test_dashboard import enriched_study  # noqa: F401  (a fixture: the tiny study with every optional section)
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import make_spec
+from helpers import make_spec
 from fake_hardware import FakePowercap, FakeProc
 from moprune.errors import SpecError
 from moprune.measure import ArchitectureCache, MeasureSettings, architecture_signature, measure_architecture
@@ -180,7 +180,7 @@ def test_asking_for_energy_without_a_meter_is_a_spec_error_naming_the_meters_and
 
 
 def test_moprune_run_exits_2_when_energy_has_no_meter(no_meter, tmp_path, capsys):
-    from conftest import TINY_SPEC
+    from helpers import TINY_SPEC
     from moprune.cli import main
 
     path = tmp_path / "energy.yaml"

@@ -6,7 +6,7 @@ import statistics
 
 from optuna.trial import TrialState
 
-from conftest import make_spec
+from helpers import make_spec
 from moprune.pareto import is_feasible
 from moprune.search import run_study
 

@@ -12,7 +12,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import make_spec
+from helpers import make_spec
 
 import moprune
 from moprune.search.artifacts import artifacts_dir, load_trial_files, trial_dir

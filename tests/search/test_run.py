@@ -8,8 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import make_spec
-from run_helpers import FAST, keep_torch_threads  # noqa: F401  (restores torch threads after a run)
+from helpers import FAST, make_spec
 from moprune.cli import main
 from moprune.errors import SpecError
 from moprune.pareto import is_feasible

@@ -22,13 +22,12 @@ import moprune.search.context as context
 import moprune.search.objective as objective
 from moprune.search import StudyContext
 import moprune.search.study as study_module
-from conftest import make_spec
 from moprune.cli import main
 from moprune.errors import MopruneError
 from moprune.search import run_study
 from moprune.record import INTERRUPTED, counts_as_result, fail_reason, retry_of
 from moprune.search import finished_count
-from run_helpers import FAST, fast_spec, keep_torch_threads, spawn, write_spec  # noqa: F401  (fixtures)
+from helpers import FAST, fast_spec, make_spec, write_spec
 from postgres_server import free_port
 
 QUIET = {"progress": False}

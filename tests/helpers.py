@@ -1,0 +1,149 @@
+"""Plain helpers shared by the tests (no fixtures: those live in conftest.py files).
+
+- ``make_spec`` / ``TINY_SPEC``: the tiny 16-px digits study, with nested overrides, validated.
+- ``FAST`` / ``fast_spec`` / ``write_spec`` / ``finish``: studies run in ``moprune run`` subprocesses.
+- ``wait_until`` / ``StoredStudy``: tests that watch another process wait for a state (a trial RUNNING in the
+  storage, a file, an exit) with a generous deadline; they never sleep a fixed time and then assume.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+T = TypeVar("T")
+
+TINY_SPEC = {
+    "name": "tiny",
+    "seed": 0,
+    "device": "cpu",
+    "model": {"arch": "resnet18", "pretrain": {"epochs": 3, "lr": 0.05, "batch_size": 128}},
+    "data": {"name": "digits", "image_size": 16},
+    "prune": {"ratio": {"low": 0.0, "high": 0.8, "step": 0.1}},
+    "finetune": {"steps": 5, "lr": 0.05, "batch_size": 64},
+    "objectives": ["accuracy", "latency_ms", "macs"],
+    "constraints": {"max_accuracy_drop": 0.05},
+    "measure": {"batch_size": 16, "warmup": 1, "repeats": 3},
+    "search": {"n_trials": 6, "population_size": 4, "uniform_count": 2},
+}
+
+# A trial in about a second: few timing rounds and no retaking of rounds that other processes disturbed (the other
+# worker always does), one torch thread (two threads on a busy 2-core machine wait on each other: 10x slower),
+# random plans and no seed trials.
+FAST = {"measure": {"batch_size": 8, "warmup": 1, "repeats": 3, "ci_half_width": None, "max_noisy_retries": 0,
+                    "threads": 1},
+        "finetune": {"steps": 3}}
+
+# How long a test waits for a state another process reaches: generous, since a loaded 2-core machine (CI, another
+# test run) can make a start-up that takes 5 s take a minute. A test that passes never waits that long.
+STATE_TIMEOUT_S = 240.0
+
+
+def make_spec(**overrides):
+    """TINY_SPEC with nested overrides, validated (e.g. make_spec(name="x", search={"n_trials": 3}))."""
+    from moprune.spec import parse_spec
+
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_SPEC.items()}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return parse_spec(data, source="test")
+
+
+def fast_spec(name: str, *, n_trials: int, **search):
+    return make_spec(name=name, **FAST, search={"n_trials": n_trials, "sampler": "random", "seed_trials": [],
+                                                **search})
+
+
+def write_spec(spec, folder: Path) -> Path:
+    path = folder / f"{spec.name}.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    return path
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    """Wait for a run; its stderr (progress and messages). Fails the test if it does not exit 0 in time."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{err[-3000:]}"
+    return err
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, *, interval: float = 0.2,
+               while_running: subprocess.Popen | None = None) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that; fail naming ``what`` at the deadline.
+
+    With ``while_running``, also fail as soon as that process has exited (the state can no longer come), with the
+    end of its stderr when it was captured and can be read without blocking.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if while_running is not None and while_running.poll() is not None:
+            err = ""
+            if while_running.stderr is not None:
+                try:
+                    _, err = while_running.communicate(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            raise AssertionError(f"the process exited ({while_running.returncode}) before {what}\n"
+                                 f"{(err or '')[-3000:]}")
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class StoredStudy:
+    """A study that another process writes, read from its storage without creating anything there.
+
+    ``trials()`` is None until the database, its tables and the study exist (``optuna.load_study`` on a missing
+    SQLite file would create the file and race the process creating its tables).
+    """
+
+    def __init__(self, url: str, name: str):
+        self.url, self.name = url, name
+        self._study: Any = None
+
+    def trials(self) -> list[Any] | None:
+        import optuna
+
+        if self._study is None:
+            path = self.url.removeprefix("sqlite:///") if self.url.startswith("sqlite:///") else None
+            if path is not None and not Path(path).is_file():
+                return None
+            try:
+                storage = optuna.storages.RDBStorage(self.url, skip_compatibility_check=True,
+                                                     skip_table_creation=True)
+            except Exception:
+                return None
+            try:
+                self._study = optuna.load_study(study_name=self.name, storage=storage)
+            except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
+                storage.engine.dispose()
+                return None
+        try:
+            return self._study.get_trials()
+        except optuna.exceptions.StorageInternalError:
+            return None  # a writer holds the database for longer than a read waits: read again
+
+    def close(self) -> None:
+        if self._study is not None:
+            self._study._storage.engine.dispose()
+            self._study = None
+
+    def running(self, *having: str) -> list[Any]:
+        """The RUNNING trials that have recorded every user attr in ``having`` (e.g. its plan)."""
+        from optuna.trial import TrialState
+
+        return [t for t in self.trials() or () if t.state == TrialState.RUNNING
+                and all(key in t.user_attrs for key in having)]
