@@ -77,6 +77,21 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     return err
 
 
+def copy_with_best(study):
+    """An in-memory copy of a (shared, read-only) study with its metric names, and its most accurate front trial."""
+    import warnings
+
+    import optuna
+
+    copy = optuna.create_study(directions=study.directions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        copy.set_metric_names(study.metric_names)
+    for t in study.trials:
+        copy.add_trial(t)
+    return copy, max(copy.best_trials, key=lambda t: t.values[0])
+
+
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, *, interval: float = 0.2,
                while_running: subprocess.Popen | None = None) -> T:
     """Poll ``predicate`` until it returns something truthy, and return that; fail naming ``what`` at the deadline.
@@ -113,6 +128,7 @@ class StoredStudy:
     def __init__(self, url: str, name: str):
         self.url, self.name = url, name
         self._study: Any = None
+        self._storage: Any = None
 
     def trials(self) -> list[Any] | None:
         import optuna
@@ -131,15 +147,16 @@ class StoredStudy:
             except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
                 storage.engine.dispose()
                 return None
+            self._storage = storage
         try:
             return self._study.get_trials()
         except optuna.exceptions.StorageInternalError:
             return None  # a writer holds the database for longer than a read waits: read again
 
     def close(self) -> None:
-        if self._study is not None:
-            self._study._storage.engine.dispose()
-            self._study = None
+        if self._storage is not None:
+            self._storage.engine.dispose()
+        self._study = self._storage = None
 
     def running(self, *having: str) -> list[Any]:
         """The RUNNING trials that have recorded every user attr in ``having`` (e.g. its plan)."""

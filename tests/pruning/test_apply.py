@@ -18,12 +18,6 @@ from moprune.train import evaluate, train
 X = torch.randn(1, 3, 32, 32)
 
 
-@pytest.fixture(scope="module")
-def resnet18():
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(num_classes=10).eval()
-
-
 def test_half_pruned_resnet18_has_far_fewer_macs_and_exact_kept_channels(resnet18):
     groups = discover_groups(resnet18, X)
     before = count_complexity(resnet18, X)
@@ -75,6 +69,7 @@ def test_history_replays_to_identical_outputs(resnet18):
         assert torch.equal(fresh.eval()(batch), pruned.model(batch))
 
 
+@pytest.mark.slow
 def test_pruned_model_still_trains_on_digits():
     data = load_data(DataSpec(name="digits", image_size=16), seed=0, device=torch.device("cpu"))
     torch.manual_seed(0)

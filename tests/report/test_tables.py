@@ -1,0 +1,30 @@
+"""The Pareto table and JSON, and the note under them that says where and how their numbers were measured."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import copy_with_best
+from moprune.pareto import pareto_frame
+from moprune.report import format_table, measured_note, to_records
+
+
+def test_the_measured_note_names_device_timer_and_energy(tiny_study):
+    _, study = tiny_study
+    text = "\n".join(measured_note(study))
+    assert f"measured on cpu ({study.user_attrs['environment']['device_name']}): {len(study.trials)} trials" in text
+    assert "latency: perf_counter" in text and "paired rounds against dense" in text
+    assert "energy: not measured; no meter here" in text
+
+
+def test_pareto_table_and_json_show_the_spread_of_reevaluated_accuracy(tiny_study):
+    copy, best = copy_with_best(tiny_study[1])
+    copy.set_user_attr(f"reeval:{best.number}", [best.values[0], best.values[0] - 0.02])
+    frame = pareto_frame(copy, include_all=True)
+    objectives = ["accuracy", "latency_ms", "macs"]
+    line = next(l for l in format_table(frame, objectives).splitlines() if l.split()[0] == str(best.number))
+    mean = (3 * best.values[0] - 0.02) / 3
+    assert f"{mean:.4f} ± 0.0115 (n=3)" in line  # sd of (a, a, a - 0.02) = 0.02 / sqrt(3)
+    record = next(r for r in to_records(frame, objectives) if r["number"] == best.number)
+    assert record["accuracy_n"] == 3 and record["accuracy_first"] == best.values[0]
+    assert record["values"]["accuracy"] == pytest.approx(mean)
