@@ -13,14 +13,25 @@ import pytest
 from postgres_server import PostgresServer, find_bin_dir
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.fixture
 def spawn(session_cwd):
-    """Start `python -m moprune ...` in its own process group (so its workers can be killed with it)."""
+    """Start `python -m moprune ...` in its own process group (so its workers can be killed with it).
+
+    It takes Ctrl-C and SIGTERM as from a terminal even where this test process ignores them (a test run started in
+    the background of a script ignores SIGINT, and an ignored signal is inherited: moprune would never see it).
+    """
     started: list[subprocess.Popen] = []
+    ignored = any(signal.getsignal(sig) is signal.SIG_IGN for sig in (signal.SIGINT, signal.SIGTERM))
 
     def start(*args: str) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-m", "moprune", *args], cwd=session_cwd, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                preexec_fn=_default_signals if ignored else None)
         started.append(proc)
         return proc
 

@@ -1,6 +1,8 @@
 """Faults a long search meets: Ctrl-C, out of memory, NaN values, and set-up errors that must leave nothing behind.
 
-(A worker killed mid-trial is in test_workers.py; a non-finite loss in test_search.py.)
+(A worker killed mid-trial is in test_workers.py; a non-finite loss in test_run.py.) Tests that watch a `moprune run`
+subprocess wait for states in its storage and for its exit, with generous deadlines, so that they hold on a loaded
+machine.
 """
 
 from __future__ import annotations
@@ -27,46 +29,56 @@ from moprune.errors import MopruneError
 from moprune.search import run_study
 from moprune.record import INTERRUPTED, counts_as_result, fail_reason, retry_of
 from moprune.search import finished_count
-from helpers import FAST, fast_spec, make_spec, write_spec
+from helpers import FAST, STATE_TIMEOUT_S, StoredStudy, fast_spec, make_spec, wait_until, write_spec
 from postgres_server import free_port
 
 QUIET = {"progress": False}
 
 
-def wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, timeout: float = 180):
-    """The first RUNNING trial whose plan is chosen (so it is mid-trial), polled from the storage."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        try:
-            trials = optuna.load_study(study_name=name, storage=url).get_trials()
-        except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
-            continue
-        running = [t for t in trials if t.state == TrialState.RUNNING and "plan" in t.user_attrs]
-        if running:
-            return running[0]
-    raise AssertionError(f"no trial started in time: {proc.poll()=}")
+def in_finetune(stored: StoredStudy, proc: subprocess.Popen, *, trials: int = 1, timeout: float = STATE_TIMEOUT_S):
+    """Wait until ``trials`` trials of distinct workers are RUNNING in their fine-tune (plan chosen, fine-tune seed
+    recorded right before it starts: the longest step of a trial, so a signal sent now lands inside it)."""
+    def found():
+        running = stored.running("plan", "finetune_seed")
+        by_worker = {t.user_attrs["worker"]: t for t in running}
+        return sorted(by_worker.values(), key=lambda t: t.number) if len(by_worker) >= trials else None
+
+    return wait_until(found, timeout, f"{trials} trial(s) to be RUNNING in their fine-tune", while_running=proc)
 
 
 def slow_spec(name: str, n_trials: int, steps: int = 60):
-    # a fine-tune of a few seconds: time to press Ctrl-C while a trial runs
+    # a fine-tune of seconds (tens under load): time to press Ctrl-C while a trial runs
     return make_spec(name=name, measure=FAST["measure"], finetune={"steps": steps},
                      search={"n_trials": n_trials, "sampler": "random", "seed_trials": []})
 
 
+def stop(proc: subprocess.Popen, sig: signal.Signals, *, group: bool = False) -> tuple[str, float]:
+    """Send ``sig`` (to the whole process group, as a terminal's Ctrl-C, with ``group``); its stderr and how long it
+    took to exit. Fails the test if it has not exited within a generous deadline."""
+    sent = time.monotonic()
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return err, time.monotonic() - sent
+
+
+@pytest.mark.slow
 def test_ctrl_c_fails_the_running_trial_as_interrupted_and_run_again_continues(session_cwd, spawn, capsys):
     spec = slow_spec("sigint", n_trials=2)
     url = f"sqlite:///{session_cwd / 'sigint.db'}"
     path = write_spec(spec, session_cwd)
     proc = spawn("run", str(path), "--storage", url)
-    victim = wait_for_running_trial(url, "sigint", proc)
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and time.monotonic() - sent < 15, "exits promptly"
+    stored = StoredStudy(url, "sigint")
+    (victim,) = in_finetune(stored, proc)
+    err, took = stop(proc, signal.SIGINT)
+    assert proc.returncode == 130, f"exit {proc.returncode}\n{err[-3000:]}"
+    assert took < 15, f"exits promptly, not after the fine-tune ({took:.1f} s)"
     assert f"Resume with: moprune run {path} --storage {url}" in err
     assert "Traceback" not in err
-    trial = optuna.load_study(study_name="sigint", storage=url).get_trials()[victim.number]
+    trial = stored.trials()[victim.number]
+    stored.close()
     assert trial.state == TrialState.FAIL and fail_reason(trial) == INTERRUPTED and not counts_as_result(trial)
 
     capsys.readouterr()
@@ -80,21 +92,45 @@ def test_ctrl_c_fails_the_running_trial_as_interrupted_and_run_again_continues(s
     assert len(reruns) == 1 and reruns[0].state == TrialState.COMPLETE and reruns[0].params == victim.params
 
 
+@pytest.mark.slow
+def test_sigterm_ends_a_run_as_ctrl_c_does(session_cwd, spawn):
+    # a scheduler preempting the job: the running trial is recorded as interrupted, to be re-run on resume
+    spec = slow_spec("sigterm", n_trials=2)
+    url = f"sqlite:///{session_cwd / 'sigterm.db'}"
+    path = write_spec(spec, session_cwd)
+    proc = spawn("run", str(path), "--storage", url)
+    stored = StoredStudy(url, "sigterm")
+    (victim,) = in_finetune(stored, proc)
+    err, took = stop(proc, signal.SIGTERM)
+    assert proc.returncode == 130, f"exit {proc.returncode}\n{err[-3000:]}"
+    assert took < 15, f"exits promptly, not after the fine-tune ({took:.1f} s)"
+    assert f"Resume with: moprune run {path} --storage {url}" in err and "Traceback" not in err
+    trials = stored.trials()
+    stored.close()
+    assert all(t.state.is_finished() for t in trials), "no trial left RUNNING"
+    assert fail_reason(trials[victim.number]) == INTERRUPTED and not counts_as_result(trials[victim.number])
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_records_their_trials_as_interrupted(session_cwd, spawn):
     spec = slow_spec("sigint2", n_trials=4, steps=2000)  # a fine-tune far longer than the test waits
     url = f"sqlite:///{session_cwd / 'sigint2.db'}"
     proc = spawn("run", str(write_spec(spec, session_cwd)), "--workers", "2", "--storage", url)
-    victim = wait_for_running_trial(url, "sigint2", proc)
-    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: parent and workers all get it (and ignore repeats)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Resume with: moprune run" in err and "--workers 2" in err
-    trials = optuna.load_study(study_name="sigint2", storage=url).get_trials()
+    stored = StoredStudy(url, "sigint2")
+    # both workers mid-trial (not one still starting up, where there is no trial of its own to record)
+    victims = in_finetune(stored, proc, trials=2)
+    err, _ = stop(proc, signal.SIGINT, group=True)  # as a terminal's Ctrl-C: parent and workers all get it
+    assert proc.returncode == 130, f"exit {proc.returncode}\n{err[-3000:]}"
+    assert "Resume with: moprune run" in err and "--workers 2" in err
+    trials = stored.trials()
+    stored.close()
     assert all(t.state.is_finished() for t in trials), "no trial left RUNNING"
-    assert fail_reason(trials[victim.number]) == INTERRUPTED
+    assert [fail_reason(trials[v.number]) for v in victims] == [INTERRUPTED, INTERRUPTED]
     assert all(fail_reason(t) == INTERRUPTED for t in trials if t.state == TrialState.FAIL), \
         [(t.number, fail_reason(t)) for t in trials]  # whatever each worker was doing: none reads as a dead worker
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("error", [
     torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
     RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
@@ -136,6 +172,7 @@ def test_free_memory_empties_the_cuda_cache_on_a_gpu(monkeypatch):
     assert calls == ["empty_cache"]
 
 
+@pytest.mark.slow
 def test_a_non_finite_objective_value_fails_the_trial_with_the_reason(session_cwd, monkeypatch):
     real = StudyContext.evaluate
     # the dense model keeps its accuracy (the baseline); every pruned one reads NaN
@@ -190,6 +227,7 @@ def test_an_unreachable_storage_exits_1_with_what_to_check(session_cwd, capsys):
     assert time.monotonic() - start < 30
 
 
+@pytest.mark.slow
 def test_a_read_only_run_folder_exits_2_and_creates_nothing(tmp_path):
     work = tmp_path / "ro"
     (work / "runs").mkdir(parents=True)
@@ -209,6 +247,7 @@ def test_a_read_only_run_folder_exits_2_and_creates_nothing(tmp_path):
     assert list((work / "runs").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_failure_while_the_study_is_being_created_leaves_no_study(session_cwd, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -221,6 +260,7 @@ def test_a_failure_while_the_study_is_being_created_leaves_no_study(session_cwd,
     assert not db.exists()
 
 
+@pytest.mark.slow
 def test_a_study_whose_creator_died_is_reported_with_how_to_remove_it(session_cwd, monkeypatch):
     url = f"sqlite:///{session_cwd / 'orphan.db'}"
     optuna.create_study(study_name="orphan", storage=url)  # as left by a creator killed before writing its baseline

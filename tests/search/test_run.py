@@ -8,10 +8,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers import FAST, make_spec
+from helpers import FAST, fast_spec, make_spec
 from moprune.cli import main
 from moprune.errors import SpecError
 from moprune.pareto import is_feasible
+from moprune.record import TRACEBACK_CHARS
 from moprune.search import finished_count, open_study, run_study
 
 QUIET = {"progress": False}
@@ -87,6 +88,7 @@ def spec_file(spec):
     return path
 
 
+@pytest.mark.slow
 def test_resume_continues_to_n_trials_without_duplicates(session_cwd):
     spec = make_spec(name="resume", storage=f"sqlite:///{session_cwd / 'resume.db'}", search={"n_trials": 3})
     run_study(spec, **QUIET)
@@ -97,13 +99,18 @@ def test_resume_continues_to_n_trials_without_duplicates(session_cwd):
     assert finished_count(run_study(spec, n_trials=5, **QUIET)) == 5, "a finished study runs nothing more"
 
 
+@pytest.mark.slow
 def test_a_changed_spec_cannot_resume_the_study(session_cwd):
-    url = f"sqlite:///{session_cwd / 'resume.db'}"
-    changed = make_spec(name="resume", storage=url, finetune={"steps": 7})
-    with pytest.raises(SpecError, match="finetune.steps"):
-        run_study(changed, n_trials=6, **QUIET)
+    url = f"sqlite:///{session_cwd / 'changed.db'}"
+    spec = fast_spec("changed", n_trials=1).model_copy(update={"storage": url})
+    run_study(spec, **QUIET)
+    changed = spec.model_copy(update={"finetune": spec.finetune.model_copy(update={"steps": 7})})
+    with pytest.raises(SpecError, match=r"study 'changed' already exists with a different finetune\.steps;"):
+        run_study(changed, n_trials=2, **QUIET)
+    assert len(optuna.load_study(study_name="changed", storage=url).trials) == 1, "no trial ran under the new spec"
 
 
+@pytest.mark.slow
 def test_a_failing_trial_records_why_and_the_study_goes_on(session_cwd):
     spec = make_spec(name="nan", storage=f"sqlite:///{session_cwd / 'nan.db'}", search={"n_trials": 2},
                      finetune={"steps": 30, "lr": 1e12})
@@ -111,6 +118,11 @@ def test_a_failing_trial_records_why_and_the_study_goes_on(session_cwd):
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert finished_count(study) == 2 and failed
     assert all("non-finite loss" in t.user_attrs["fail_reason"] for t in failed)
+    for t in failed:  # and where: the end of the traceback, bounded so a storage row stays small
+        tb = t.user_attrs["fail_traceback"]
+        assert tb.rstrip().endswith(t.user_attrs["fail_reason"]) and "NonFiniteLoss" in tb.splitlines()[-1]
+        assert "Traceback (most recent call last)" in tb or tb.startswith("...\n")
+        assert len(tb) <= TRACEBACK_CHARS + len("...\n")
 
 
 def test_open_study_without_a_database_says_run_first(session_cwd):
@@ -119,6 +131,7 @@ def test_open_study_without_a_database_says_run_first(session_cwd):
     assert not (session_cwd / "never.db").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["random", "nsga2", "tpe"])
 def test_same_spec_and_seed_propose_the_same_plans(session_cwd, sampler):
     # 10 trials: past NSGA-II's first generation (population 4) and TPE's startup trials, where proposals depend on

@@ -7,14 +7,14 @@ settings cut to the bone; every subprocess has a timeout and is killed with its 
 from __future__ import annotations
 
 import os
+import re
 import signal
-import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers import FAST, fast_spec, finish, make_spec, write_spec
+from helpers import FAST, STATE_TIMEOUT_S, StoredStudy, fast_spec, finish, make_spec, wait_until, write_spec
 from moprune.errors import SpecError
 from moprune.search import make_storage, run_study
 from moprune.search.storage import SQLITE_TIMEOUT_S, has_heartbeat
@@ -59,6 +59,7 @@ def test_a_grace_period_not_longer_than_the_heartbeat_is_a_spec_error():
         make_spec(search={"heartbeat_s": 10, "grace_s": 10})
 
 
+@pytest.mark.slow
 def test_two_local_workers_on_sqlite_finish_exactly_20_trials(session_cwd, spawn):
     spec = fast_spec("sqlite20", n_trials=20)
     url = f"sqlite:///{session_cwd / 'sqlite20.db'}"
@@ -72,6 +73,21 @@ def test_two_local_workers_on_sqlite_finish_exactly_20_trials(session_cwd, spawn
         list(range(1, 21)), "the parent prints one line per finished trial, counted 1..20"
 
 
+@pytest.mark.slow
+def test_what_a_worker_logs_reaches_the_parents_stderr_with_the_workers_number(session_cwd, spawn):
+    spec = fast_spec("wlogs", n_trials=2)
+    url = f"sqlite:///{session_cwd / 'wlogs.db'}"
+    err = finish(spawn("run", str(write_spec(spec, session_cwd)), "--workers", "2", "--storage", url))
+    # each worker's run_study says how many trials the study has when it stops (or, when the other worker ran them
+    # all before this one started, that there is nothing left to run): relayed to the parent's stderr
+    for worker in (0, 1):
+        assert re.search(rf"^worker {worker}: (2 finished trials in 'wlogs' \(\d+ s this run\)|study 'wlogs' "
+                         r"already has 2 finished trials \(target 2\); nothing to run)$", err, re.M), err
+    assert re.search(r"^2 finished trials in 'wlogs' \(\d+ s this run, 2 workers\)$", err, re.M), "the parent's own"
+    assert not re.search(r"^worker \d+: worker \d+: ", err, re.M), "prefixed once"
+
+
+@pytest.mark.slow
 def test_workers_of_two_hosts_on_an_empty_postgresql_database_finish_exactly_20_trials(session_cwd, spawn, postgres):
     # As on two hosts, started together on an empty database: `--workers 2` on one, a single worker on the other.
     # Both race to create the tables and the study; then three worker processes share the trials.
@@ -85,6 +101,7 @@ def test_workers_of_two_hosts_on_an_empty_postgresql_database_finish_exactly_20_
     assert sum("created study 'pg20'" in e for e in errs) == 1, "the study is created exactly once"
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_fails_its_trial_and_another_worker_reruns_the_plan(session_cwd, spawn):
     shared = session_cwd / "shared" / "killed-weights"  # search.artifacts_dir: where every worker keeps weights
     spec = make_spec(name="killed", measure=FAST["measure"], finetune={"steps": 40},
@@ -92,28 +109,24 @@ def test_a_worker_killed_mid_trial_fails_its_trial_and_another_worker_reruns_the
                              "keep_weights": "all", "artifacts_dir": str(shared)})
     url = f"sqlite:///{session_cwd / 'killed.db'}"
     proc = spawn("run", str(write_spec(spec, session_cwd)), "--workers", "2", "--storage", url)
-    deadline = time.monotonic() + 180
-    victim = None
-    while victim is None:
-        assert time.monotonic() < deadline and proc.poll() is None, "no trial started in time"
-        time.sleep(0.2)
-        try:
-            trials = optuna.load_study(study_name="killed", storage=url).get_trials()
-        except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
-            continue  # the parent has not created the study yet
+    stored = StoredStudy(url, "killed")
+
+    def mid_trial_of_a_worker_that_finished_one():
         # mid-trial: its plan is chosen (so a re-run has all of it) and its fine-tune not yet done; and a worker
         # that has already finished a trial, whose kept weights must survive it
+        trials = stored.trials() or []
         finished_by = {pid_of(t) for t in trials if t.state == TrialState.COMPLETE}
-        running = [t for t in trials if t.state == TrialState.RUNNING and "plan" in t.user_attrs
-                   and pid_of(t) in finished_by]
-        if running:
-            victim = running[0]
-            done_before = {t.number for t in trials if t.state == TrialState.COMPLETE}
-            os.kill(pid_of(victim), signal.SIGKILL)
+        running = [t for t in stored.running("plan") if pid_of(t) in finished_by]
+        return (running[0], {t.number for t in trials if t.state == TrialState.COMPLETE}) if running else None
+
+    victim, done_before = wait_until(mid_trial_of_a_worker_that_finished_one, STATE_TIMEOUT_S,
+                                     "a worker that finished a trial to be mid-trial", while_running=proc)
+    os.kill(pid_of(victim), signal.SIGKILL)
     err = finish(proc)
     assert f"(pid {pid_of(victim)}) was killed by SIGKILL" in err
 
-    trials = optuna.load_study(study_name="killed", storage=url).get_trials()
+    trials = stored.trials()
+    stored.close()
     killed = trials[victim.number]
     assert killed.state == TrialState.FAIL and fail_reason(killed) == WORKER_DIED and not counts_as_result(killed)
     reruns = [t for t in trials if retry_of(t) == victim.number]
@@ -130,6 +143,7 @@ def test_a_worker_killed_mid_trial_fails_its_trial_and_another_worker_reruns_the
     assert len({pid_of(t) for t in complete}) == 2, "both workers wrote their weights to search.artifacts_dir"
 
 
+@pytest.mark.slow
 def test_journal_storage_runs_a_study_without_heartbeats(session_cwd):
     spec = fast_spec("journal", n_trials=2)
     url = f"journal:///{session_cwd / 'journal' / 'study.log'}"
