@@ -1,4 +1,5 @@
-# moprune: `make run` runs the quickstart study end to end; `make test` runs the test suite.
+# moprune: `make run` runs the quickstart study end to end; `make test` checks the import contracts and runs the
+# whole test suite; `make test-fast` leaves out the whole-study tests (marked slow).
 # Both create .venv if missing and install the project into it.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +9,7 @@ SPEC   ?= studies/quickstart.yaml
 # `make TORCH_PINS= run` installs whatever pip resolves.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install run test clean
+.PHONY: install run test test-fast clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +27,11 @@ run: install
 	@echo "Results: Optuna storage runs/$$(basename $(SPEC) .yaml).db; report dashboards/$$(basename $(SPEC) .yaml)/index.html; table: $(VENV)/bin/moprune pareto $(SPEC)"
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -ra --durations=15
+
+test-fast: install
+	$(PY) -m pytest -q -ra -m "not slow" --durations=10
 
 clean:
 	rm -rf $(VENV) runs

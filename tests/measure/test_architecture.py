@@ -20,7 +20,6 @@ from moprune.measure import energy as energy_module
 from moprune.measure.disturbance import CpuDisturbanceProbe
 from moprune.measure.energy import NoEnergyMeter
 from moprune.search import preflight
-from moprune.spec import MeasureSpec
 
 # clean rounds whatever else runs on this machine (the disturbance check has its own tests)
 FAST = MeasureSettings(batch_size=4, warmup=1, repeats=4, max_other_cpu=1.0, ci_half_width=None,
@@ -191,6 +190,7 @@ def test_moprune_run_exits_2_when_energy_has_no_meter(no_meter, tmp_path, capsys
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_study_on_a_metered_device_records_energy_and_shows_its_methods(rapl, tmp_path):
     """A real tiny study (small CNN on 8-px digits) with energy as an objective, on the stand-in RAPL meter."""
     from moprune.search import run_study

@@ -183,6 +183,7 @@ def chromium() -> str:
     return binary
 
 
+@pytest.mark.slow  # starts Chromium and renders 5 MB of plotly (about 20 s)
 def test_report_renders_in_chromium_without_errors_and_every_figure_draws(chromium, enriched_study, tmp_path):
     spec, study = enriched_study
     html = write_dashboard(study, spec, tmp_path / "report" / "index.html")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
 from optuna.trial import TrialState
 
 from helpers import make_spec
@@ -13,6 +14,7 @@ from moprune.search import run_study
 QUIET = {"progress": False}
 
 
+@pytest.mark.slow
 def test_a_plan_over_a_hard_budget_is_rejected_before_the_fine_tune_and_costs_far_less(session_cwd):
     # uniform seeds at ratios 0, 0.4 and 0.8: with a MACs budget of half the dense model's, the dense plan is over it
     spec = make_spec(name="budget", storage=f"sqlite:///{session_cwd / 'budget.db'}",
