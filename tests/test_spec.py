@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from helpers import ROOT
 from moprune.cli import main
@@ -95,8 +96,12 @@ def test_defaults_match_the_design():
 
 def test_spec_is_frozen():
     spec = parse_spec({})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match=r"(?s)seed\n.*Instance is frozen") as err:
         spec.seed = 3  # type: ignore[misc]
+    assert err.value.errors()[0]["type"] == "frozen_instance"
+    with pytest.raises(ValidationError, match=r"(?s)high\n.*Instance is frozen"):  # nested sections too
+        spec.prune.ratio.high = 0.1  # type: ignore[misc]
+    assert spec.seed == 0 and spec.prune.ratio.high == 0.8
 
 
 @pytest.mark.parametrize("name", ["quickstart", "resnet18_cifar10", "mobilenetv2_cifar10"])

@@ -7,7 +7,6 @@ import re
 import warnings
 
 import optuna
-import pandas as pd
 import pytest
 import yaml
 from optuna.distributions import FloatDistribution
@@ -178,8 +177,8 @@ def test_reevaluated_accuracy_shows_its_spread(enriched_study):
     spec, study = enriched_study
     d = report_data(study, spec)
     spread = d.trials[d.trials["accuracy_std"].notna()]
-    if spread.empty:
-        pytest.skip("pareto.trials_frame does not merge re-evaluations in this tree")
+    reevaluated = [int(k.removeprefix("reeval:")) for k in study.user_attrs if k.startswith("reeval:")]
+    assert list(spread["number"]) == reevaluated, "the re-evaluated trial, and only it, shows a spread"
     row = spread.iloc[0]
     assert row["accuracy_n"] == 2 and f"± {row['accuracy_std']:.4f} (n=2)" in row["hover"]
 

@@ -13,6 +13,7 @@ from moprune.cli import main
 from moprune.errors import SpecError
 from moprune.ship.evaluate import NO_METER, evaluate_export, format_evaluation
 from moprune.pareto import knee_point, objective_names, trials_frame
+from moprune.record import TrialRecord
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ def test_export_knee_then_evaluate_json_matches_the_trial(tiny_study, knee_expor
     assert m["accuracy"]["difference"] == 0
     assert report["latency_paired"] and m["latency_ms"]["measured"] > 0 and m["speedup"]["measured"] > 0
     assert m["energy_mj"]["measured"] is None and m["energy_mj"]["note"] == NO_METER
+    assert report["measured_as"] == measured_as_the_trial(tiny_study[0], trial)
 
 
 def test_without_the_dense_weights_latency_is_timed_alone(tiny_study, knee_export, tmp_path):
@@ -62,6 +64,9 @@ def test_without_the_dense_weights_latency_is_timed_alone(tiny_study, knee_expor
     table = format_evaluation(report)
     for text in ("accuracy", "equal", "latency_ms", NO_METER, "note: latency timed alone"):
         assert text in table
+    number = config["study"]["trial"]
+    assert table.splitlines()[2] == report.measured_as == measured_as_the_trial(tiny_study[0], study.trials[number],
+                                                                               paired=False)
 
 
 def test_bad_device_is_a_usage_error(knee_export):
@@ -70,3 +75,22 @@ def test_bad_device_is_a_usage_error(knee_export):
     if not torch.cuda.is_available():
         with pytest.raises(SpecError, match="no CUDA device"):
             evaluate_export(knee_export, device="cuda")
+
+
+def measured_as_the_trial(spec, trial, *, paired: bool = True) -> str:
+    """The line `moprune evaluate` prints: the study's measure settings, and the trial's threads and timer."""
+    m, record = spec.measure, TrialRecord.of(trial)
+    return (f"measured as the trial was: the study's measure settings ({m.warmup} warm-up passes, at least "
+            f"{m.repeats} rounds until the 95% CI is within ±{m.ci_half_width:.0%}, batch {m.batch_size}, "
+            f"{record.torch_threads} threads, {record.latency_timer}, "
+            + ("paired against dense)" if paired else "timed alone)"))
+
+
+def test_evaluate_says_it_measured_as_the_trial_was_measured(tiny_study, knee_export, capsys):
+    spec, study = tiny_study
+    number = yaml.safe_load((knee_export / "config.yaml").read_text())["study"]["trial"]
+    capsys.readouterr()
+    assert main(["evaluate", str(knee_export)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"trial {number} of study 'tiny'") and lines[1].startswith("measured on cpu")
+    assert lines[2] == measured_as_the_trial(spec, study.trials[number]), "under the device line, above the table"
