@@ -32,6 +32,7 @@ TRACEBACK_CHARS = 4000
 class TrialRecord:
     """Everything moprune records about one trial besides Optuna's values and constraints; None = not recorded."""
 
+    fidelity: str | None = None  # "screened" (pruned, proxy-scored, never fine-tuned) | "fine-tuned"
     worker: str | None = None  # host:pid of the process that ran it
     retry_of: int | None = None  # the interrupted trial whose plan this one re-runs
     plan: dict[str, float] | None = None  # group root -> pruning ratio
@@ -69,6 +70,9 @@ class TrialRecord:
     energy_window_s: float | None = None
     energy_passes: int | None = None
     accuracy_pre_ft: float | None = None  # right after pruning, before any fine-tune
+    accuracy_proxy: float | None = None  # a screened plan's proxy of its accuracy after fine-tuning: never accuracy
+    proxy_method: str | None = None  # adaptive_bn | finetune | none
+    screen_trial: int | None = None  # the screened trial this fine-tuned trial was promoted from
     finetune_seed: int | None = None
     rejected: bool | None = None  # over a hard budget: never fine-tuned
     timings_s: dict[str, float] | None = None  # prune / measure / finetune / evaluate

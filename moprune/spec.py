@@ -129,6 +129,16 @@ class ReevaluateSpec(_Section):
     seeds: int = Field(2, ge=1)  # fresh fine-tune seeds for each
 
 
+class ScreenSpec(_Section):
+    """Screening (``moprune.search.screen``): ``plans`` plans scored cheaply, the best by Pareto rank fine-tuned."""
+
+    plans: int = Field(0, ge=0)  # plans to screen in all (0 = off: every trial is fine-tuned)
+    proxy: Literal["adaptive_bn", "finetune", "none"] = "adaptive_bn"
+    batches: int = Field(8, ge=1)  # training batches the proxy uses (adaptive BN) or fine-tune steps (finetune)
+    rounds: int = Field(4, ge=1)  # screen -> promote -> fine-tune rounds; the fine-tuned front steers the next
+    neighbours: int = Field(2, ge=0)  # per fine-tuned front plan, neighbours queued to be screened next round
+
+
 SAMPLER_CLASSES = {"nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler", "tpe": "TPESampler", "gp": "GPSampler",
                    "random": "RandomSampler"}
 # Set by moprune itself, or deprecated in Optuna 5: not accepted under search.sampler_options.
@@ -159,6 +169,7 @@ class SearchSpec(_Section):
     seed_trials: list[Literal["dense", "uniform", "sensitivity"]] = ["dense", "uniform"]
     uniform_count: int = Field(4, ge=2)
     reevaluate: ReevaluateSpec = ReevaluateSpec()
+    screen: ScreenSpec = ScreenSpec()
     keep_weights: Literal["pareto", "all", "none"] = "pareto"
     artifacts_dir: Path | None = None  # default runs/<name>; a shared path when several hosts share the study
     # A worker records a heartbeat every heartbeat_s; a RUNNING trial silent for grace_s is failed and its plan re-run.

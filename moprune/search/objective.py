@@ -87,7 +87,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> list[float]:
         try:
             # which process ran the trial: with several workers or hosts, the one to look at when it fails
-            TrialRecord(worker=f"{platform.node()}:{os.getpid()}").write(trial)
+            TrialRecord(fidelity="fine-tuned", worker=f"{platform.node()}:{os.getpid()}").write(trial)
             return self._run(trial)
         except TrialFailed as exc:
             TrialRecord(fail_reason=str(exc), fail_traceback=_traceback(exc)).write(trial)

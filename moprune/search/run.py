@@ -21,6 +21,7 @@ from .context import StudyContext, prepare_context
 from .loop import Progress, finished_count, requeue_interrupted, run_trials
 from .objective import Objective
 from .reevaluate import reevaluate_front
+from .screen import run_screened
 from .storage import claim_for, has_heartbeat
 from .study import create_or_load, make_sampler, opened_storage, prepare_run
 
@@ -74,10 +75,19 @@ def _run_study(spec: StudySpec, *, storage: str | None, n_trials: int | None, ti
     bar = Progress(target, done, list(spec.objectives)) if progress else None
     if bar:
         callbacks.append(bar)
-    try:
-        run_trials(study, Objective(ctx, baseline, on_trained=keeper.on_trained), target=target,
-                   claim=claim_for(url, store, spec.name), callbacks=callbacks, catch=(TrialFailed,),
+    objective = Objective(ctx, baseline, on_trained=keeper.on_trained)
+    claim = claim_for(url, store, spec.name)
+
+    def run_until(count: int) -> None:
+        run_trials(study, objective, target=count, claim=claim, callbacks=callbacks, catch=(TrialFailed,),
                    deadline=start + timeout_s if timeout_s else None, wait_for_others=has_heartbeat(store))
+
+    try:
+        if spec.search.screen.plans > 0 and worker is None:
+            run_screened(study, ctx, store, target=target, run_until=run_until,
+                         sampler=make_sampler(spec, seed=session_seed(spec.seed, done, 1)))
+        else:
+            run_until(target)
     finally:
         if bar:
             bar.close()

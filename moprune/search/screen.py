@@ -1,0 +1,205 @@
+"""Screening: many plans cheaply, then only those on or near the screened Pareto front are fine-tuned.
+
+A screened plan is pruned, counted (MACs, params), timed with the quick screen measurement (``repeats`` paired
+rounds, no energy) and scored by a proxy of its accuracy after fine-tuning (``moprune.train.proxy``: adaptive BN
+for BatchNorm models, a few fine-tune steps otherwise). Screened plans live in the same storage as a study of their
+own, ``<name>.screen``, whose first objective is ``accuracy_proxy``: its values are never an accuracy, and the
+fine-tuned study holds only fine-tuned trials. Screening runs in rounds: each round screens a batch of plans
+(proposed by the spec's sampler, which learns from the proxies), promotes the best not yet promoted by Pareto rank
+(never a weighted sum), fine-tunes them in the main study, and feeds the fine-tuned front back by queueing
+neighbours of its plans to be screened next.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from ..pareto import pareto_ranks
+from ..pruning import GLOBAL_PARAM, suggest_plan
+from ..record import TrialRecord
+from ..spec import StudySpec
+from ..train.proxy import proxy_accuracy
+from .context import StudyContext, finetune_seed
+
+log = logging.getLogger(__name__)
+
+SCREEN_SUFFIX = ".screen"
+PROXY_NAME = "accuracy_proxy"
+
+
+def screen_objectives(spec: StudySpec) -> list[str]:
+    """The screen study's objectives: the proxy, then the study's costs that a screen measures (energy -> latency)."""
+    costs = ["latency_ms" if o == "energy_mj" else o for o in spec.objectives if o != "accuracy"]
+    return [PROXY_NAME, *dict.fromkeys(costs)]
+
+
+def screen_directions(spec: StudySpec) -> list[str]:
+    return ["maximize", *("minimize" for _ in screen_objectives(spec)[1:])]
+
+
+class ScreenObjective:
+    """One screened plan: prune, count, quick paired latency, proxy accuracy; values in ``screen_objectives``."""
+
+    def __init__(self, ctx: StudyContext):
+        self.ctx = ctx
+        self.objectives = screen_objectives(ctx.spec)
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        ctx, s = self.ctx, self.ctx.spec
+        plan = suggest_plan(trial, ctx.units, s.prune)
+        pruned = ctx.prune(plan)
+        cx = ctx.complexity(pruned.model)
+        measured: dict[str, float] = {"macs": cx.macs, "params": cx.params}
+        record = TrialRecord(fidelity="screened", plan=plan, channels=pruned.channels, macs=cx.macs,
+                             params=cx.params)
+        if "latency_ms" in self.objectives:
+            arch = ctx.measure(pruned.model, energy=False, screen=True)
+            measured["latency_ms"] = arch.latency.candidate.median_ms
+            TrialRecord.measured(arch).write(trial)
+        screen = s.search.screen
+        proxy = proxy_accuracy(pruned.model, ctx.data.train, ctx.data.val, method=screen.proxy,
+                               batches=screen.batches, batch_size=s.finetune.batch_size,
+                               seed=finetune_seed(s.seed, trial.number), lr=s.finetune.lr,
+                               optimizer=s.finetune.optimizer)
+        measured[PROXY_NAME] = proxy.accuracy
+        dataclasses.replace(record, accuracy_proxy=proxy.accuracy, proxy_method=proxy.method).write(trial)
+        return [float(measured[name]) for name in self.objectives]
+
+
+def open_screen_study(spec: StudySpec, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler
+                      ) -> optuna.Study:
+    """The screen study of ``spec`` in ``storage`` (created on first use)."""
+    study = optuna.create_study(study_name=spec.name + SCREEN_SUFFIX, storage=storage, load_if_exists=True,
+                                directions=screen_directions(spec), sampler=sampler)
+    if not study.metric_names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(screen_objectives(spec))
+    return study
+
+
+def promoted(study: optuna.Study) -> set[int]:
+    """Screen trial numbers already promoted into the fine-tuned ``study`` (queued, running or finished)."""
+    return {r.screen_trial for r in (TrialRecord.of(t) for t in study.get_trials(deepcopy=False))
+            if r.screen_trial is not None}
+
+
+def promote(screened: optuna.Study, study: optuna.Study, count: int) -> list[int]:
+    """Queue the ``count`` best screened plans not yet promoted into ``study``: lowest Pareto rank first, and within
+    a rank spread along the front (evenly by the first cost), so one round does not promote near-duplicates."""
+    done = [t for t in screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    taken = promoted(study)
+    fresh = [t for t in done if t.number not in taken]
+    if not fresh or count <= 0:
+        return []
+    directions = [d.name.lower() for d in screened.directions]
+    ranks = pareto_ranks([t.values for t in fresh], directions)
+    chosen: list[optuna.trial.FrozenTrial] = []
+    for rank in sorted(set(int(r) for r in ranks)):
+        members = sorted((t for t, r in zip(fresh, ranks) if r == rank), key=lambda t: (t.values[1:], t.number))
+        need = count - len(chosen)
+        if len(members) > need:
+            step = len(members) / need
+            members = [members[int(i * step)] for i in range(need)]
+        chosen += members
+        if len(chosen) >= count:
+            break
+    for t in chosen:
+        study.enqueue_trial(dict(t.params), user_attrs=TrialRecord(screen_trial=t.number).attrs(),
+                            skip_if_exists=True)
+    return [t.number for t in chosen]
+
+
+def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, per_plan: int, seed: int) -> int:
+    """Queue neighbours of the fine-tuned front's plans (each parameter moved by one step, at random) to be screened.
+
+    What the fine-tune found good is searched around next, whatever the proxy thought of its neighbours.
+    """
+    from ..pareto import trials_frame
+
+    frame = trials_frame(study)
+    front = frame[frame["on_front"]]
+    step = spec.prune.ratio.step or 0.05
+    rng = random.Random(seed)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    queued = 0
+    for number in front["number"]:
+        params = trials[int(number)].params
+        for _ in range(per_plan):
+            moved = {}
+            for name, value in params.items():
+                delta = rng.choice((-step, 0.0, step))
+                low, high = (spec.prune.ratio.low, spec.prune.ratio.high) if name == GLOBAL_PARAM else (
+                    -spec.prune.offset_max, spec.prune.offset_max)
+                moved[name] = round(min(max(value + delta, low), high), 6)
+            screened.enqueue_trial(moved, skip_if_exists=True)
+            queued += 1
+    return queued
+
+
+def round_sizes(plans: int, rounds: int, fine_tunes: int) -> tuple[int, int]:
+    """(plans screened per round, plans promoted per round)."""
+    return max(1, math.ceil(plans / rounds)), max(1, math.ceil(fine_tunes / rounds))
+
+
+class _Recorded:
+    """Wraps the screen objective: a failure keeps its reason (and the screening goes on)."""
+
+    def __init__(self, objective: ScreenObjective):
+        self.objective = objective
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        try:
+            return self.objective(trial)
+        except Exception as exc:
+            TrialRecord(fidelity="screened", fail_reason=f"{type(exc).__name__}: {exc}"[:2000]).write(trial)
+            raise
+
+
+def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storages.BaseStorage, *, target: int,
+                 run_until: Callable[[int], None], sampler: optuna.samplers.BaseSampler) -> None:
+    """Fine-tune until ``target`` trials count: the starting plans, then screen -> promote -> fine-tune rounds.
+
+    ``run_until(n)`` runs fine-tuned trials (queued ones first) until ``n`` count. When the screen has nothing new
+    to promote (every screened plan promoted, or the screening budget spent and promoted), the spec's sampler
+    proposes the remaining fine-tuned trials as without screening.
+    """
+    from .loop import finished_count
+
+    spec, s = ctx.spec, ctx.spec.search.screen
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    run_until(min(target, finished_count(study) + waiting))  # dense, uniform, ...: the baselines first
+    screened = open_screen_study(spec, storage, sampler)
+    remaining = target - finished_count(study)
+    per_round, promote_n = round_sizes(s.plans, s.rounds, remaining)
+    objective = _Recorded(ScreenObjective(ctx))
+    feedback_seed = spec.seed
+    while finished_count(study) < target:
+        done = len(screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+        if done < s.plans:
+            n = min(per_round, s.plans - done)
+            t0 = time.monotonic()
+            screened.optimize(objective, n_trials=n, catch=(Exception,))
+            log.info("screened %d plans in %.0f s (%s proxy, quick paired latency); %d screened in all", n,
+                     time.monotonic() - t0, s.proxy, done + n)
+        chosen = promote(screened, study, min(promote_n, target - finished_count(study)))
+        if not chosen:
+            log.info("nothing new to promote from the screen; the sampler proposes the remaining trials")
+            break
+        log.info("promoting screened plan(s) %s (Pareto rank on %s)", ", ".join(map(str, chosen)),
+                 " x ".join(screen_objectives(spec)))
+        run_until(finished_count(study) + len(chosen))
+        if s.neighbours and done < s.plans:
+            feedback_seed += 1
+            feed_back(study, screened, spec, per_plan=s.neighbours, seed=feedback_seed)
+    if finished_count(study) < target:
+        run_until(target)

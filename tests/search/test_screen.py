@@ -1,0 +1,53 @@
+"""Screening: screened plans live in their own study with a proxy (never an accuracy); the best are fine-tuned."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from helpers import make_spec
+from moprune.record import TrialRecord
+from moprune.search import finished_count, run_study
+from moprune.search.screen import SCREEN_SUFFIX, promote, screen_objectives
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_screened_study_fine_tunes_n_trials_promoted_by_pareto_rank(session_cwd):
+    url = f"sqlite:///{session_cwd / 'screened.db'}"
+    spec = make_spec(name="screened", storage=url, measure={"threads": 1, "ci_half_width": None},
+                     search={"n_trials": 5, "uniform_count": 2, "sampler": "random",
+                             "screen": {"plans": 6, "rounds": 2, "batches": 2}})
+    study = run_study(spec, progress=False)
+    assert finished_count(study) == 5, "search.n_trials counts fine-tuned trials only"
+    screened = optuna.load_study(study_name="screened" + SCREEN_SUFFIX, storage=url)
+    assert screened.metric_names == screen_objectives(spec) == ["accuracy_proxy", "latency_ms", "macs"]
+    done = screened.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) >= 6
+    for t in done:
+        record = TrialRecord.of(t)
+        assert record.fidelity == "screened" and record.proxy_method == "adaptive_bn"
+        assert record.accuracy_proxy == t.values[0] and "accuracy" not in t.user_attrs
+        assert record.latency_screen is True and record.macs == t.values[2]
+    records = [TrialRecord.of(t) for t in study.get_trials()]
+    assert all(r.fidelity == "fine-tuned" and r.accuracy_proxy is None for r in records)
+    promoted = [r.screen_trial for r in records if r.screen_trial is not None]
+    assert promoted and len(set(promoted)) == len(promoted), "each screened plan is fine-tuned at most once"
+    first = {t.number: t for t in done}
+    for t in study.get_trials():
+        r = TrialRecord.of(t)
+        if r.screen_trial is not None:
+            assert t.params == first[r.screen_trial].params, "the promoted plan is the screened one"
+
+
+def test_promotion_takes_the_first_pareto_rank_first():
+    screened = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {"ratio/global": optuna.distributions.FloatDistribution(0, 1)}
+    points = [(0.9, 10.0), (0.8, 5.0), (0.7, 9.0), (0.5, 4.0), (0.6, 12.0)]  # front: 0, 1, 3
+    for i, values in enumerate(points):
+        screened.add_trial(optuna.trial.create_trial(values=list(values), params={"ratio/global": i / 10},
+                                                     distributions=dist))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    assert sorted(promote(screened, study, 3)) == [0, 1, 3]
+    assert promote(screened, study, 1) == [2], "then the next rank, never a plan twice"
