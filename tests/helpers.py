@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,26 +93,27 @@ def copy_with_best(study):
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, *, interval: float = 0.2,
-               while_running: subprocess.Popen | None = None) -> T:
+               while_running: subprocess.Popen | Sequence[subprocess.Popen] = ()) -> T:
     """Poll ``predicate`` until it returns something truthy, and return that; fail naming ``what`` at the deadline.
 
-    With ``while_running``, also fail as soon as that process has exited (the state can no longer come), with the
-    end of its stderr when it was captured and can be read without blocking.
+    With ``while_running`` (a process or several), also fail as soon as one has exited (the state can no longer
+    come), with the end of its stderr when it was captured.
     """
+    procs = [while_running] if isinstance(while_running, subprocess.Popen) else list(while_running)
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        if while_running is not None and while_running.poll() is not None:
-            err = ""
-            if while_running.stderr is not None:
-                try:
-                    _, err = while_running.communicate(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
-            raise AssertionError(f"the process exited ({while_running.returncode}) before {what}\n"
-                                 f"{(err or '')[-3000:]}")
+        for proc in procs:
+            if proc.poll() is not None:
+                err = ""
+                if proc.stderr is not None:
+                    try:
+                        _, err = proc.communicate(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        pass
+                raise AssertionError(f"the process exited ({proc.returncode}) before {what}\n{(err or '')[-3000:]}")
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)

@@ -39,15 +39,23 @@ class Disturbance:
 
     @property
     def other_fraction(self) -> float:
-        """Share of our CPUs' capacity that other tasks used during the interval (0 = undisturbed)."""
+        """Share of our CPUs' capacity that other tasks used during the interval (0 = undisturbed), at most 1.
+
+        The counters move in whole ticks (10 ms): over a block shorter than a tick, one tick charged to another
+        task would read as several times the whole capacity. That is rounding, not a measurement, so the share is
+        capped at 1 (every CPU taken).
+        """
         capacity = self.wall_s * self.cpus
-        return self.other_cpu_s / capacity if capacity > 0 else 0.0
+        return min(1.0, self.other_cpu_s / capacity) if capacity > 0 else 0.0
 
     def exceeds(self, max_other_cpu: float) -> bool:
         """Other processes used more than ``max_other_cpu`` of our CPUs, by more than the counters' rounding.
 
         On an idle machine the difference of the two counters reads -1, 0 or +1 tick: one tick proves nothing.
+        ``max_other_cpu`` 1 accepts every round (others cannot take more than all of our CPUs).
         """
+        if max_other_cpu >= 1.0:
+            return False
         return self.other_cpu_s > max(self.resolution_s, max_other_cpu * self.wall_s * self.cpus)
 
 

@@ -12,14 +12,23 @@ import signal
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 from helpers import FAST, STATE_TIMEOUT_S, StoredStudy, fast_spec, finish, make_spec, wait_until, write_spec
 from moprune.errors import SpecError
 from moprune.search import make_storage, run_study
-from moprune.search.storage import SQLITE_TIMEOUT_S, has_heartbeat
+from moprune.search.storage import SQLITE_TIMEOUT_S, AdvisoryClaim, has_heartbeat
 from moprune.record import WORKER_DIED, counts_as_result, fail_reason, retry_of
 from moprune.search import Slot, plan_slots
+
+
+def waiting_for_a_lock(engine) -> int:
+    """Sessions of this PostgreSQL database waiting for an advisory lock (moprune's claim on PostgreSQL)."""
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON l.database = d.oid "
+            "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()")).scalar()
 
 
 def pid_of(trial) -> int:
@@ -93,7 +102,19 @@ def test_workers_of_two_hosts_on_an_empty_postgresql_database_finish_exactly_20_
     # Both race to create the tables and the study; then three worker processes share the trials.
     url = postgres.new_database()
     path = write_spec(fast_spec("pg20", n_trials=20), session_cwd)
-    procs = [spawn("run", str(path), "--storage", url, "--workers", "2"), spawn("run", str(path), "--storage", url)]
+    # The test holds the study's claim (the lock a worker takes to count the trials and start one) until the three
+    # workers and the watching parent all wait for it: then every worker starts trials, however much later than the
+    # single-process host its spawned workers came up (on a loaded machine that host could run all 20 first).
+    engine = sqlalchemy.create_engine(url)
+    claim = AdvisoryClaim(engine, "pg20")
+    claim.acquire()
+    try:
+        procs = [spawn("run", str(path), "--storage", url, "--workers", "2"), spawn("run", str(path), "--storage", url)]
+        wait_until(lambda: waiting_for_a_lock(engine) >= 4, STATE_TIMEOUT_S,
+                   "3 workers and the parent of 2 to wait for the study's claim", while_running=procs)
+    finally:
+        claim.release()
+        engine.dispose()
     errs = [finish(p) for p in procs]
     trials = optuna.load_study(study_name="pg20", storage=url).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 20
