@@ -73,6 +73,8 @@ class TrialRecord:
     accuracy_proxy: float | None = None  # a screened plan's proxy of its accuracy after fine-tuning: never accuracy
     proxy_method: str | None = None  # adaptive_bn | finetune | none
     screen_trial: int | None = None  # the screened trial this fine-tuned trial was promoted from
+    start: str | None = None  # a starting plan: "dense", "uniform 0.40", "global 0.40", "sensitivity 0.40"
+    fixed_plan: dict[str, float] | None = None  # the exact plan of a starting trial its parameters only approximate
     finetune_seed: int | None = None
     rejected: bool | None = None  # over a hard budget: never fine-tuned
     timings_s: dict[str, float] | None = None  # prune / measure / finetune / evaluate
@@ -165,6 +167,23 @@ def counts_as_result(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and fail_reason(trial) not in _NOT_RESULTS
+
+
+def origin(trial: FrozenTrial) -> str:
+    """Where a fine-tuned trial's plan came from: a starting plan, the screen, or the sampler."""
+    record = TrialRecord.of(trial)
+    if record.start:
+        return f"start: {record.start}"
+    if record.screen_trial is not None:
+        return f"screened #{record.screen_trial}"
+    return "sampler"
+
+
+def requeued(trial: FrozenTrial) -> TrialRecord:
+    """What the re-run of an interrupted ``trial`` carries over: where its plan came from, and the plan."""
+    record = TrialRecord.of(trial)
+    return TrialRecord(retry_of=trial.number, start=record.start, fixed_plan=record.fixed_plan,
+                       screen_trial=record.screen_trial)
 
 
 def retry_of(trial: FrozenTrial) -> int | None:

@@ -166,7 +166,7 @@ class SearchSpec(_Section):
     n_trials: int = Field(30, ge=1)
     timeout_s: float | None = Field(None, gt=0)
     population_size: int = Field(12, ge=2)
-    seed_trials: list[Literal["dense", "uniform", "sensitivity"]] = ["dense", "uniform"]
+    seed_trials: list[Literal["dense", "uniform", "global", "sensitivity"]] = ["dense", "uniform"]
     uniform_count: int = Field(4, ge=2)
     reevaluate: ReevaluateSpec = ReevaluateSpec()
     screen: ScreenSpec = ScreenSpec()

@@ -5,9 +5,10 @@ Knows nothing of training or of studies: a plan in, a physically smaller model (
 
 from .apply import PrunedModel, apply_plan, kept_channels, make_importance, replay_history
 from .groups import PruneGroup, classifier_of, discover_groups
-from .plan import GLOBAL_PARAM, PrunePlan, offset_param, plan_params, suggest_plan
+from .global_plan import global_plan, local_ratio
+from .plan import GLOBAL_PARAM, PrunePlan, nearest_params, offset_param, plan_params, suggest_plan
 from .units import SearchUnit, search_units
 
 __all__ = ["GLOBAL_PARAM", "PruneGroup", "PrunePlan", "PrunedModel", "SearchUnit", "apply_plan", "classifier_of",
-           "discover_groups", "kept_channels", "make_importance", "offset_param", "plan_params", "replay_history",
+           "discover_groups", "global_plan", "kept_channels", "local_ratio", "nearest_params", "make_importance", "offset_param", "plan_params", "replay_history",
            "search_units", "suggest_plan"]

@@ -79,3 +79,20 @@ def plan_params(units: list[SearchUnit], prune: PruneSpec, base: float,
         for unit in units:
             params[offset_param(unit)] = round((offsets or {}).get(unit.name, 0.0), 6)
     return params
+
+
+def nearest_params(units: list[SearchUnit], prune: PruneSpec, base: float, plan: PrunePlan) -> dict[str, float]:
+    """The trial parameters nearest to a plan made elsewhere (global pruning's): ``base`` as the global ratio, and
+    each unit's offset its roots' mean ratio less ``base``, snapped to the step grid and clipped to the offsets'
+    range. The sampler learns from these; the trial itself prunes the exact plan (``TrialRecord.fixed_plan``)."""
+    r = prune.ratio
+    step = r.step if r.step and r.high > r.low else None
+    span = prune.offset_max if not step else round(step * int(round(prune.offset_max / step, 9)), 6)
+    base = _grid(base, r)
+    offsets = {}
+    for unit in units:
+        offset = sum(plan.get(root, 0.0) for root in unit.roots) / len(unit.roots) - base
+        if step:
+            offset = step * round(offset / step)
+        offsets[unit.name] = min(max(offset, -span), span)
+    return plan_params(units, prune, base, offsets)

@@ -19,7 +19,8 @@ from torch import nn
 
 from ..measure import (ArchitectureCache, ArchitectureMeasurement, Complexity, MeasureSettings, count_complexity,
                        device_name, measure_architecture, resolve_device)
-from ..pruning import PruneGroup, PrunedModel, PrunePlan, SearchUnit, apply_plan, discover_groups, search_units
+from ..pruning import (PruneGroup, PrunedModel, PrunePlan, SearchUnit, apply_plan, discover_groups, global_plan,
+                       search_units)
 from ..record import Baseline
 from ..spec import StudySpec
 from ..train import DataBundle, DenseModel, TrainResult, evaluate, load_data, load_dense, train
@@ -47,13 +48,23 @@ class StudyContext:
         spec = self.spec
         return "energy_mj" in spec.objectives or spec.constraints.max_energy_mj is not None
 
-    def prune(self, plan: PrunePlan) -> PrunedModel:
-        """A pruned copy of the dense model (the dense model is untouched); Taylor importance gets its batch."""
+    def _calibration(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The batch Taylor importance takes its gradients from (None for the other importances)."""
         spec = self.spec
-        calibration = (next(self.data.train.batches(spec.finetune.batch_size))
-                       if spec.prune.importance == "taylor" else None)
+        return next(self.data.train.batches(spec.finetune.batch_size)) if spec.prune.importance == "taylor" else None
+
+    def prune(self, plan: PrunePlan) -> PrunedModel:
+        """A pruned copy of the dense model (the dense model is untouched)."""
+        spec = self.spec
         return apply_plan(self.dense.model, plan, self.trace_inputs, importance=spec.prune.importance,
-                          round_to=spec.prune.round_to, calibration=calibration)
+                          round_to=spec.prune.round_to, calibration=self._calibration())
+
+    def global_plan(self, ratio: float) -> PrunePlan:
+        """Torch-Pruning's global pruning of the dense model at ``ratio``, capped per group at ``ratio.high``."""
+        spec = self.spec
+        return global_plan(self.dense.model, self.groups, self.trace_inputs, ratio, importance=spec.prune.importance,
+                           max_ratio=spec.prune.ratio.high, round_to=spec.prune.round_to,
+                           calibration=self._calibration())
 
     def complexity(self, model: nn.Module) -> Complexity:
         return count_complexity(model, self.trace_inputs)

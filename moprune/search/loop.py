@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..record import INTERRUPTED, TrialRecord, counts_as_result, fail_reason, retry_of
+from ..record import INTERRUPTED, TrialRecord, counts_as_result, fail_reason, requeued, retry_of
 from .interrupts import Interrupts, held_interrupts
 from .storage import Claim, fail_stale_trials
 
@@ -42,7 +42,7 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
     numbers = []
     for t in trials:
         if t.state == TrialState.FAIL and fail_reason(t) == INTERRUPTED and t.number not in queued and t.params:
-            study.enqueue_trial(dict(t.params), user_attrs=TrialRecord(retry_of=t.number).attrs())
+            study.enqueue_trial(dict(t.params), user_attrs=requeued(t).attrs())
             numbers.append(t.number)
     if numbers:
         log.info("re-queued the plans of interrupted trial(s) %s", ", ".join(map(str, numbers)))

@@ -94,18 +94,23 @@ def promoted(study: optuna.Study) -> set[int]:
 
 
 def promote(screened: optuna.Study, study: optuna.Study, count: int) -> list[int]:
-    """Queue the ``count`` best screened plans not yet promoted into ``study``: lowest Pareto rank first, and within
-    a rank spread along the front (evenly by the first cost), so one round does not promote near-duplicates."""
+    """Queue the ``count`` best screened plans not yet promoted into ``study``.
+
+    Best is by Pareto rank on the proxy and the first cost (latency where the study has it): the trade-off the
+    user deploys against, not the MACs beside it, which would put every plan that is cheap in MACs but slow on the
+    device on the front too. Within a rank the picks are spread evenly along the front by that cost, so one round
+    does not promote near-duplicates.
+    """
     done = [t for t in screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     taken = promoted(study)
     fresh = [t for t in done if t.number not in taken]
     if not fresh or count <= 0:
         return []
-    directions = [d.name.lower() for d in screened.directions]
-    ranks = pareto_ranks([t.values for t in fresh], directions)
+    directions = [d.name.lower() for d in screened.directions][:2]
+    ranks = pareto_ranks([t.values[:2] for t in fresh], directions)
     chosen: list[optuna.trial.FrozenTrial] = []
     for rank in sorted(set(int(r) for r in ranks)):
-        members = sorted((t for t, r in zip(fresh, ranks) if r == rank), key=lambda t: (t.values[1:], t.number))
+        members = sorted((t for t, r in zip(fresh, ranks) if r == rank), key=lambda t: (t.values[1], t.number))
         need = count - len(chosen)
         if len(members) > need:
             step = len(members) / need
@@ -196,7 +201,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
             log.info("nothing new to promote from the screen; the sampler proposes the remaining trials")
             break
         log.info("promoting screened plan(s) %s (Pareto rank on %s)", ", ".join(map(str, chosen)),
-                 " x ".join(screen_objectives(spec)))
+                 " x ".join(screen_objectives(spec)[:2]))
         run_until(finished_count(study) + len(chosen))
         if s.neighbours and done < s.plans:
             feedback_seed += 1

@@ -18,8 +18,8 @@ from typing import Any
 import optuna
 
 from ..errors import MopruneError, SpecError
-from ..pruning import plan_params
-from ..record import Baseline, baseline_of, spec_of, write_baseline, write_study
+from ..pruning import nearest_params, plan_params
+from ..record import Baseline, TrialRecord, baseline_of, spec_of, write_baseline, write_study
 from ..spec import SAMPLER_CLASSES, StudySpec
 from ..train import CACHE_DIR
 from .artifacts import artifacts_dir
@@ -151,31 +151,60 @@ def prepare_run(spec: StudySpec, url: str) -> None:
     make_sampler(spec, seed=spec.seed)  # validates sampler options
 
 
+def coarse_to_fine(n: int) -> list[int]:
+    """0..n-1 in the order that halves the largest gap each time: both ends, the middle, the quarters, ...
+
+    Starting plans run in this order, so a study stopped early (``timeout_s``) has swept the whole range coarsely
+    rather than half of it finely.
+    """
+    order = [0, n - 1] if n > 1 else [0]
+    gaps = [(0, n - 1)]
+    while len(order) < n:
+        lo, hi = max(gaps, key=lambda g: (g[1] - g[0], -g[0]))
+        gaps.remove((lo, hi))
+        if hi - lo < 2:
+            continue
+        mid = (lo + hi) // 2
+        order.append(mid)
+        gaps += [(lo, mid), (mid, hi)]
+    return order
+
+
 def seed_trials(spec: StudySpec, ctx: StudyContext, baseline: Baseline
-                ) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
-    """Parameters of the starting trials, and the sensitivity records when a scan was asked for.
+                ) -> tuple[list[tuple[dict[str, float], TrialRecord]], list[dict[str, Any]]]:
+    """The starting trials (parameters, and the record that says what each is), and the sensitivity records.
 
     ``dense``: nothing pruned; ``uniform``: ``uniform_count`` evenly spaced global ratios including both ends;
-    ``sensitivity``: plans that prune harder where the scan found accuracy cheapest per millisecond saved.
+    ``global``: Torch-Pruning's global pruning at the same ratios but none (channels ranked across all groups, the
+    other thing a user would do instead of a search); ``sensitivity``: plans that prune harder where the scan found
+    accuracy cheapest per millisecond saved.
     """
     r, prune = spec.prune.ratio, spec.prune
     n = spec.search.uniform_count
-    levels = [r.low + (r.high - r.low) * k / (n - 1) for k in range(n)]
-    out: list[dict[str, float]] = []
+    levels = [r.low + (r.high - r.low) * k / (n - 1) for k in coarse_to_fine(n)]
+    out: list[tuple[dict[str, float], TrialRecord]] = []
     records: list[dict[str, Any]] = []
     for kind in spec.search.seed_trials:
         if kind == "dense":
-            out.append(plan_params(ctx.units, prune, r.low))
+            out.append((plan_params(ctx.units, prune, r.low), TrialRecord(start="dense")))
         elif kind == "uniform":
-            out += [plan_params(ctx.units, prune, level) for level in levels]
+            out += [(plan_params(ctx.units, prune, level), TrialRecord(start=f"uniform {level:.2f}"))
+                    for level in levels]
+        elif kind == "global":
+            for level in (lv for lv in levels if lv > 0):
+                plan = ctx.global_plan(level)
+                out.append((nearest_params(ctx.units, prune, level, plan),
+                            TrialRecord(start=f"global {level:.2f}", fixed_plan=plan)))
         elif kind == "sensitivity" and len(ctx.units) > 1:
             scan = sensitivity_scan(ctx, baseline)
             records = [rec.as_dict() for rec in scan]
-            out += sensitivity_plans(scan, ctx.units, prune, levels[1:-1] or levels)
-    unique: list[dict[str, float]] = []
-    for params in out:
-        if params not in unique:
-            unique.append(params)
+            chosen = sorted(levels)[1:-1] or sorted(levels)
+            out += [(params, TrialRecord(start=f"sensitivity {level:.2f}"))
+                    for params, level in zip(sensitivity_plans(scan, ctx.units, prune, chosen), chosen)]
+    unique: list[tuple[dict[str, float], TrialRecord]] = []
+    for params, record in out:
+        if all(params != p or record.fixed_plan != q.fixed_plan for p, q in unique):
+            unique.append((params, record))
     return unique, records
 
 
@@ -202,8 +231,9 @@ def create_or_load(spec: StudySpec, ctx: StudyContext, storage: optuna.storages.
             study.set_metric_names(list(spec.objectives))
         write_study(study, spec=spec.model_dump(mode="json"), environment=environment(ctx.device),
                     sensitivity=sensitivity)
-        for params in params_list:
-            study.enqueue_trial(params, skip_if_exists=True)
+        for params, record in params_list:
+            # not skip_if_exists: a global plan's nearest parameters may be a uniform plan's, and both must run
+            study.enqueue_trial(params, user_attrs=record.attrs())
         write_baseline(study, baseline)
     except BaseException:
         try:

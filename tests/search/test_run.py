@@ -12,7 +12,7 @@ from helpers import FAST, fast_spec, make_spec
 from moprune.cli import main
 from moprune.errors import SpecError
 from moprune.pareto import is_feasible
-from moprune.record import TRACEBACK_CHARS
+from moprune.record import TRACEBACK_CHARS, TrialRecord, origin
 from moprune.search import finished_count, open_study, run_study
 
 QUIET = {"progress": False}
@@ -34,14 +34,31 @@ def test_tiny_study_finishes_its_trials_with_the_recorded_attrs(tiny_study):
         assert set(t.constraints) == {"accuracy_drop", "latency_ms", "energy_mj", "macs"}
 
 
-def test_seed_trials_come_first_dense_then_uniform(tiny_study):
+def test_seed_trials_come_first_dense_then_uniform_then_global(tiny_study):
     spec, study = tiny_study
     trials = study.get_trials()
-    assert set(trials[0].params.values()) == {0.0} and set(trials[0].user_attrs["plan"].values()) == {0.0}
-    assert set(trials[1].user_attrs["plan"].values()) == {0.8}  # uniform_count 2: both ends, dense deduplicated
+    records = [TrialRecord.of(t) for t in trials]
+    assert [r.start for r in records[:3]] == ["dense", "uniform 0.80", "global 0.80"]
+    assert all(r.start is None for r in records[3:]), "the sampler's trials are not starting plans"
+    assert set(trials[0].params.values()) == {0.0} and set(records[0].plan.values()) == {0.0}
+    assert set(records[1].plan.values()) == {0.8}  # uniform_count 2: both ends, dense deduplicated
     baseline = study.user_attrs["baseline"]
     assert trials[0].values[2] == baseline["macs"], "the dense seed trial is the unpruned model"
     assert trials[1].values[2] < baseline["macs"] / 10
+    assert origin(trials[2]) == "start: global 0.80" and origin(trials[4]) == "sampler"
+
+
+def test_a_global_starting_trial_prunes_what_torch_prunings_global_pruner_prunes(tiny_study):
+    """The 'rank channels globally and sweep' baseline, pruned exactly, not its nearest point in the space."""
+    from moprune.search.context import prepare_context
+
+    spec, study = tiny_study
+    trial = study.get_trials()[2]
+    record = TrialRecord.of(trial)
+    assert record.plan == record.fixed_plan and len(set(record.plan.values())) > 2, "an uneven allocation"
+    ctx = prepare_context(spec)
+    assert record.plan == ctx.global_plan(0.8)
+    assert record.channels == ctx.prune(ctx.global_plan(0.8)).channels
 
 
 def test_accuracy_constraint_uses_the_dense_baseline(tiny_study):

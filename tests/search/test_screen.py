@@ -51,3 +51,15 @@ def test_promotion_takes_the_first_pareto_rank_first():
     study = optuna.create_study(directions=["maximize", "minimize"])
     assert sorted(promote(screened, study, 3)) == [0, 1, 3]
     assert promote(screened, study, 1) == [2], "then the next rank, never a plan twice"
+
+
+def test_promotion_ranks_on_the_proxy_and_the_first_cost_only():
+    """A plan cheap in MACs but slow on the device is not promoted for its MACs."""
+    screened = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    dist = {"ratio/global": optuna.distributions.FloatDistribution(0, 1)}
+    points = [(0.9, 10.0, 50.0), (0.8, 5.0, 40.0), (0.8, 6.0, 1.0)]  # the third: best MACs, dominated on latency
+    for i, values in enumerate(points):
+        screened.add_trial(optuna.trial.create_trial(values=list(values), params={"ratio/global": i / 10},
+                                                     distributions=dist))
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    assert sorted(promote(screened, study, 2)) == [0, 1]
