@@ -85,12 +85,12 @@ def _print_measured_note(study) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .report import format_status, study_status
-    from .search import open_study
+    from .search import open_screen_study, open_study
     from .spec import load_spec
 
     spec = load_spec(args.spec)
     study = open_study(spec, args.storage)
-    print(format_status(study_status(study, spec)))
+    print(format_status(study_status(study, spec, open_screen_study(spec, args.storage))))
     return 0
 
 
@@ -119,13 +119,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .report import write_dashboard
-    from .search import open_study
+    from .search import open_screen_study, open_study
     from .spec import load_spec
 
     spec = load_spec(args.spec)
     study = open_study(spec, args.storage)
     out = Path(args.out) if args.out else Path("dashboards") / spec.name / "index.html"
-    written = write_dashboard(study, spec, out)
+    written = write_dashboard(study, spec, out, open_screen_study(spec, args.storage))
     print(f"wrote {written} (self-contained; open it in a browser)")
     return 0
 

@@ -24,6 +24,8 @@ _NOT_RESULTS = (INTERRUPTED, WORKER_DIED)
 #: Optuna's system attr naming the trial a heartbeat retry re-runs.
 _OPTUNA_RETRY_ATTR = "failed_trial"
 _REEVAL_PREFIX = "reeval:"  # study user attr per re-evaluated trial: accuracies on fresh fine-tune seeds
+#: The screened plans of study NAME live in the same storage as study NAME + SCREEN_SUFFIX (moprune.search.screen).
+SCREEN_SUFFIX = ".screen"
 #: A failed trial keeps at most this many characters of its traceback (the end, where the error is).
 TRACEBACK_CHARS = 4000
 

@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from ..record import TrialRecord, reevaluations
+from ..record import TrialRecord, origin, reevaluations
 
 OBJECTIVE_COLUMNS = ("accuracy", "latency_ms", "energy_mj", "macs", "params")
 #: Record fields shown beside the objectives (objectives take their value from the trial's values).
@@ -62,7 +62,7 @@ def pareto_ranks(points: np.ndarray, directions: list[str]) -> np.ndarray:
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """Every trial: number, state, feasible, on_front, pareto_rank, objective values, plan and measured fields.
+    """Every trial: number, state, feasible, on_front, pareto_rank, objective values, plan, origin, measured fields.
 
     Re-evaluated trials carry ``accuracy`` as the mean over all their fine-tunes (``accuracy_first`` keeps the
     trial's own value; ``accuracy_std`` and ``accuracy_n`` the spread), and their accuracy-drop constraint moves by
@@ -81,13 +81,14 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         row["plan"] = record.plan or {}
         row["channels"] = record.channels or {}
         row["fine_tuned"] = record.fine_tuned
+        row["origin"] = origin(t)
         row["constraints"] = dict(t.constraints)
         _merge_reevaluation(row, reevals.get(t.number), "accuracy" in names)
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
         rows.append(row)
     columns = ["number", "state", "feasible", "on_front", "pareto_rank", *names, "accuracy_first", "accuracy_std",
                "accuracy_n", *[c for c in ATTR_COLUMNS if c not in names], "plan", "channels", "fine_tuned",
-               "constraints", "duration_s"]
+               "origin", "constraints", "duration_s"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["pareto_rank"] = _ranks(frame, names, directions_of(study))
     frame["on_front"] = frame["pareto_rank"] == 1

@@ -53,10 +53,14 @@ class ReportData:
     setup: dict[str, dict[str, str]]  # section ("device", "methods", "environment", "baseline") -> label -> text
     sensitivity: pd.DataFrame | None  # SENSITIVITY_COLUMNS, when the study has a scan
     counts: dict[str, int] = field(default_factory=dict)  # trials per status
+    screen: pd.DataFrame | None = None  # moprune.report.screen.SCREEN_COLUMNS, when the study screens
+    screen_cost: str = "latency_ms"
 
 
-def report_data(study: optuna.Study, spec: StudySpec) -> ReportData:
-    """Compute everything the report shows from a loaded study and its spec."""
+def report_data(study: optuna.Study, spec: StudySpec, screened: optuna.Study | None = None) -> ReportData:
+    """Compute everything the report shows from a loaded study, its spec and its screen study (if any)."""
+    from .screen import screen_frame
+
     objectives = objective_names(study)
     directions = directions_of(study)
     found = baseline_of(study)
@@ -79,6 +83,7 @@ def report_data(study: optuna.Study, spec: StudySpec) -> ReportData:
         importances=importances, importance_notes=notes, setup=_setup(study, spec, baseline),
         sensitivity=sensitivity_frame(sensitivity_of(study)),
         counts={s: int((trials["status"] == s).sum()) for s in STATUSES},
+        **(dict(zip(("screen", "screen_cost"), screen_frame(screened, study))) if screened is not None else {}),
     )
 
 

@@ -77,6 +77,16 @@ def sections(d: ReportData) -> list[Section]:
             "sensitivity", "Sensitivity scan: each unit pruned alone, no fine-tune",
             "Accuracy lost (top) and latency gained (bottom) when only this unit is pruned; units that cost little "
             "accuracy per millisecond saved are the cheap ones to prune.", figs.sensitivity_figure(d)))
+    if d.screen is not None and not d.screen.empty:
+        from .screen import screen_figure
+
+        promoted = int(d.screen["promoted_as"].notna().sum())
+        out.append(Section(
+            "screen", f"Screening: {len(d.screen)} plans scored cheaply, {promoted} promoted and fine-tuned",
+            "Screened plans were pruned, timed with the quick paired measurement and scored by a proxy of their "
+            "accuracy after the fine-tune; they were never fine-tuned and are not trials of this study. The best by "
+            "Pareto rank on the proxy and the cost were promoted. Right: how the proxy ranked the promoted plans "
+            "against what their fine-tune gave.", screen_figure(d.screen, d.screen_cost)))
     out.append(Section("table", "The Pareto set and how it was measured", "", None,
                        pareto_table_html(d) + setup_html(d)))
     return out
@@ -152,9 +162,9 @@ def render_html(d: ReportData) -> str:
             f"<h1>{html.escape(title)}</h1><p class=summary>{html.escape(summary)}</p>{''.join(parts)}</body></html>")
 
 
-def write_dashboard(study: optuna.Study, spec: StudySpec, out: Path) -> Path:
-    """Compute the report's data from the study, draw it, and write one self-contained HTML file."""
+def write_dashboard(study: optuna.Study, spec: StudySpec, out: Path, screened: optuna.Study | None = None) -> Path:
+    """Compute the report's data from the study (and its screen study), draw it, write one self-contained file."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(report_data(study, spec)), encoding="utf-8")
+    out.write_text(render_html(report_data(study, spec, screened)), encoding="utf-8")
     return out

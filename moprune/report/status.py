@@ -31,6 +31,43 @@ class StudyStatus:
     hypervolume: float | None = None  # of the feasible front, normalised by dense; None without a full baseline
     reference: dict[str, float] | None = None  # the hypervolume's reference point (normalised units)
     knee: dict[str, Any] | None = None  # the front's knee point: what `export --pick knee` would take
+    screen: ScreenStatus | None = None  # the screened plans, when the study screens
+
+
+@dataclass(frozen=True)
+class ScreenStatus:
+    """The screen study beside a study: how many plans were screened, promoted, and how well the proxy ranked."""
+
+    plans: int
+    scored: int
+    rejected: int  # over a hard budget: never scored
+    failed: int
+    proxy_methods: dict[str, int]
+    promoted: int  # fine-tuned in the study
+    spearman: float | None  # proxy vs accuracy after the fine-tune, over the promoted plans (None below 3)
+
+
+def screen_status(screened: optuna.Study, study: optuna.Study) -> ScreenStatus:
+    """Counts of ``screened`` and the proxy's rank correlation with what the fine-tune of its promoted plans gave."""
+    States = optuna.trial.TrialState
+    trials = [t for t in screened.get_trials(deepcopy=False) if t.state.is_finished()]  # not the queued ones
+    proxies = {t.number: (t.values[0], TrialRecord.of(t).proxy_method) for t in trials if t.state == States.COMPLETE}
+    names = objective_names(study)
+    pairs = []
+    for t in study.get_trials(deepcopy=False, states=(States.COMPLETE,)):
+        record = TrialRecord.of(t)
+        if record.screen_trial in proxies and not record.rejected and "accuracy" in names:
+            pairs.append((proxies[record.screen_trial][0], t.values[names.index("accuracy")]))
+    promoted = {TrialRecord.of(t).screen_trial for t in study.get_trials(deepcopy=False)} - {None}
+    rho = None
+    if len(pairs) >= 3:
+        xs, ys = pd.Series([p[0] for p in pairs]).rank(), pd.Series([p[1] for p in pairs]).rank()
+        r = xs.corr(ys)
+        rho = None if pd.isna(r) else float(r)
+    return ScreenStatus(
+        plans=len(trials), scored=len(proxies), rejected=sum(t.state == States.PRUNED for t in trials),
+        failed=sum(t.state == States.FAIL for t in trials),
+        proxy_methods=dict(Counter(m for _, m in proxies.values() if m)), promoted=len(promoted), spearman=rho)
 
 
 def _brief(row: pd.Series | None, names: list[str]) -> dict[str, Any] | None:
@@ -47,8 +84,10 @@ def _plain(value: Any) -> Any:
     return None if value is None or pd.isna(value) else (value.item() if hasattr(value, "item") else value)
 
 
-def study_status(study: optuna.Study, spec: StudySpec) -> StudyStatus:
-    """Every number from the one front (``moprune.pareto.trials_frame``): re-evaluated means where there are."""
+def study_status(study: optuna.Study, spec: StudySpec, screened: optuna.Study | None = None) -> StudyStatus:
+    """Every number from the one front (``moprune.pareto.trials_frame``): re-evaluated means where there are.
+
+    ``screened``: the study's screen study, whose plans are counted apart (they were never fine-tuned)."""
     names = objective_names(study)
     directions = directions_of(study)
     trials = study.get_trials(deepcopy=False)
@@ -72,7 +111,7 @@ def study_status(study: optuna.Study, spec: StudySpec) -> StudyStatus:
         name=study.study_name, storage=spec.storage_url, states=dict(Counter(_state(t) for t in trials)),
         target=spec.search.n_trials, baseline=baseline, environment=environment, front_size=len(front),
         best_accuracy=best, fastest_feasible=fastest, failures=failures, hypervolume=hv, reference=reference,
-        knee=knee,
+        knee=knee, screen=screen_status(screened, study) if screened is not None else None,
     )
 
 
@@ -129,6 +168,17 @@ def format_status(s: StudyStatus) -> str:
     lines.append(f"  knee point: {_trial_line(s.knee) if s.knee else '-'}")
     lines.append(f"  best accuracy: {_trial_line(s.best_accuracy) if s.best_accuracy else '-'}")
     lines.append(f"  fastest feasible: {_trial_line(s.fastest_feasible) if s.fastest_feasible else '-'}")
+    if s.screen is not None:
+        lines.append(f"  {_screen_line(s.screen)}")
     for number, reason in s.failures[-5:]:
         lines.append(f"  failed trial {number}: {reason}")
     return "\n".join(lines)
+
+
+def _screen_line(sc: ScreenStatus) -> str:
+    methods = ", ".join(sc.proxy_methods) or "no"
+    rho = (f"Spearman {sc.spearman:.2f} between proxy and accuracy after the fine-tune over the promoted plans"
+           if sc.spearman is not None else "too few promoted plans to rank the proxy")
+    return (f"screened (never fine-tuned, kept apart in their own study): {sc.plans} plans ({sc.scored} scored by "
+            f"the {methods} proxy, {sc.rejected} over a budget, {sc.failed} failed); {sc.promoted} promoted and "
+            f"fine-tuned here; {rho}")

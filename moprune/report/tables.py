@@ -46,6 +46,7 @@ def to_records(frame: pd.DataFrame, objectives: list[str]) -> list[dict[str, Any
                     "fail_reason"):
             rec[key] = _plain(row.get(key))
         rec["plan"] = row["plan"]
+        rec["origin"] = row.get("origin")
         records.append(rec)
     return records
 
@@ -87,6 +88,8 @@ def format_table(frame: pd.DataFrame, objectives: list[str]) -> str:
     if not frame["feasible"].all():
         shown["feasible"] = frame["feasible"].map({True: "yes", False: "no"})
     shown["plan"] = frame["plan"].map(plan_summary)
+    if "origin" in frame:
+        shown["from"] = frame["origin"].map(lambda o: o.removeprefix("start: ") if isinstance(o, str) else "-")
     return shown.to_string(index=False)
 
 

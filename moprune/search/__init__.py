@@ -16,12 +16,12 @@ from .reevaluate import reevaluate_front, refinetune_accuracy
 from .run import run_study
 from .sensitivity import SensitivityRecord, sensitivity_plans, sensitivity_scan, unit_costs
 from .storage import claim_for, make_storage as open_storage, redact, sqlite_path
-from .study import create_or_load, make_sampler, make_storage, open_study, prepare_run
+from .study import create_or_load, make_sampler, make_storage, open_screen_study, open_study, prepare_run
 from .workers import Slot, plan_slots, run_workers
 
 __all__ = ["Objective", "Progress", "SensitivityRecord", "Slot", "StudyContext", "WeightKeeper", "artifacts_dir",
            "claim_for", "constraint_values", "create_or_load", "environment", "finetune_seed", "finished_count",
-           "load_trial_files", "make_sampler", "make_storage", "open_storage", "open_study", "plan_slots", "preflight",
+           "load_trial_files", "make_sampler", "make_storage", "open_screen_study", "open_storage", "open_study", "plan_slots", "preflight",
            "prepare_context", "prepare_run", "redact", "reevaluate_front", "refinetune_accuracy", "requeue_interrupted",
            "run_study", "run_trials", "run_workers", "sensitivity_plans", "sensitivity_scan", "sqlite_path",
            "trial_dir", "unit_costs"]

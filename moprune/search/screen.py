@@ -25,14 +25,13 @@ from optuna.trial import TrialState
 
 from ..pareto import pareto_ranks
 from ..pruning import GLOBAL_PARAM, suggest_plan
-from ..record import TrialRecord
+from ..record import SCREEN_SUFFIX, TrialRecord
 from ..spec import StudySpec
 from ..train.proxy import proxy_accuracy
 from .context import StudyContext, finetune_seed
 
 log = logging.getLogger(__name__)
 
-SCREEN_SUFFIX = ".screen"
 PROXY_NAME = "accuracy_proxy"
 
 
@@ -61,6 +60,10 @@ class ScreenObjective:
         measured: dict[str, float] = {"macs": cx.macs, "params": cx.params}
         record = TrialRecord(fidelity="screened", plan=plan, channels=pruned.channels, macs=cx.macs,
                              params=cx.params)
+        if s.constraints.max_macs is not None and cx.macs > s.constraints.max_macs:
+            # never promoted, and not worth a proxy or a timing: pruned (not failed), with the reason
+            dataclasses.replace(record, rejected=True, fail_reason="rejected: over budget on macs").write(trial)
+            raise optuna.TrialPruned("over budget on macs")
         if "latency_ms" in self.objectives:
             arch = ctx.measure(pruned.model, energy=False, screen=True)
             measured["latency_ms"] = arch.latency.candidate.median_ms
@@ -165,6 +168,8 @@ class _Recorded:
     def __call__(self, trial: optuna.Trial) -> list[float]:
         try:
             return self.objective(trial)
+        except optuna.TrialPruned:
+            raise
         except Exception as exc:
             TrialRecord(fidelity="screened", fail_reason=f"{type(exc).__name__}: {exc}"[:2000]).write(trial)
             raise
@@ -189,7 +194,8 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
     objective = _Recorded(ScreenObjective(ctx))
     feedback_seed = spec.seed
     while finished_count(study) < target:
-        done = len(screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+        done = len(screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL,
+                                                               TrialState.PRUNED)))
         if done < s.plans:
             n = min(per_round, s.plans - done)
             t0 = time.monotonic()

@@ -19,7 +19,7 @@ import optuna
 
 from ..errors import MopruneError, SpecError
 from ..pruning import nearest_params, plan_params
-from ..record import Baseline, TrialRecord, baseline_of, spec_of, write_baseline, write_study
+from ..record import SCREEN_SUFFIX, Baseline, TrialRecord, baseline_of, spec_of, write_baseline, write_study
 from ..spec import SAMPLER_CLASSES, StudySpec
 from ..train import CACHE_DIR
 from .artifacts import artifacts_dir
@@ -92,6 +92,15 @@ def open_study(spec: StudySpec, storage: str | None = None) -> optuna.Study:
     except KeyError:
         raise SpecError(f"no study named {spec.name!r} in {redact(url)}; run `moprune run` with this spec first"
                         ) from None
+
+
+def open_screen_study(spec: StudySpec, storage: str | None = None) -> optuna.Study | None:
+    """The screened plans of an existing study (``moprune.search.screen``), or None when it has screened none."""
+    url = storage or spec.storage_url
+    store = make_storage(url, spec)
+    if spec.name + SCREEN_SUFFIX not in optuna.study.get_all_study_names(store):
+        return None
+    return optuna.load_study(study_name=spec.name + SCREEN_SUFFIX, storage=store)
 
 
 def check_writable(spec: StudySpec, url: str) -> None:
@@ -185,8 +194,9 @@ def seed_trials(spec: StudySpec, ctx: StudyContext, baseline: Baseline
     out: list[tuple[dict[str, float], TrialRecord]] = []
     records: list[dict[str, Any]] = []
     for kind in spec.search.seed_trials:
-        if kind == "dense":
-            out.append((plan_params(ctx.units, prune, r.low), TrialRecord(start="dense")))
+        if kind == "dense":  # the least pruned plan of the space: the dense model when ratio.low is 0
+            label = "dense" if r.low == 0 else f"uniform {r.low:.2f}"
+            out.append((plan_params(ctx.units, prune, r.low), TrialRecord(start=label)))
         elif kind == "uniform":
             out += [(plan_params(ctx.units, prune, level), TrialRecord(start=f"uniform {level:.2f}"))
                     for level in levels]

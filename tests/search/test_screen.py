@@ -14,12 +14,18 @@ from moprune.search.screen import SCREEN_SUFFIX, promote, screen_objectives
 pytestmark = pytest.mark.slow
 
 
-def test_a_screened_study_fine_tunes_n_trials_promoted_by_pareto_rank(session_cwd):
+@pytest.fixture(scope="module")
+def screened_study(session_cwd):
+    """A 5-trial study that screened 6+ plans (about 25 s); do not modify it."""
     url = f"sqlite:///{session_cwd / 'screened.db'}"
     spec = make_spec(name="screened", storage=url, measure={"threads": 1, "ci_half_width": None},
                      search={"n_trials": 5, "uniform_count": 2, "sampler": "random",
                              "screen": {"plans": 6, "rounds": 2, "batches": 2}})
-    study = run_study(spec, progress=False)
+    return spec, url, run_study(spec, progress=False)
+
+
+def test_a_screened_study_fine_tunes_n_trials_promoted_by_pareto_rank(screened_study):
+    spec, url, study = screened_study
     assert finished_count(study) == 5, "search.n_trials counts fine-tuned trials only"
     screened = optuna.load_study(study_name="screened" + SCREEN_SUFFIX, storage=url)
     assert screened.metric_names == screen_objectives(spec) == ["accuracy_proxy", "latency_ms", "macs"]
@@ -63,3 +69,30 @@ def test_promotion_ranks_on_the_proxy_and_the_first_cost_only():
                                                      distributions=dist))
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     assert sorted(promote(screened, study, 2)) == [0, 1]
+
+
+def test_status_counts_the_screened_plans_apart_and_ranks_the_proxy(screened_study):
+    from moprune.report import format_status, study_status
+    from moprune.search import open_screen_study
+
+    spec, url, study = screened_study
+    screened = open_screen_study(spec, url)
+    status = study_status(study, spec, screened)
+    assert status.screen is not None and status.screen.scored >= 6 and status.screen.promoted >= 1
+    assert status.screen.proxy_methods == {"adaptive_bn": status.screen.scored}
+    assert sum(status.states.values()) == len(study.get_trials()), "screened plans are not the study's trials"
+    assert "screened (never fine-tuned, kept apart in their own study)" in format_status(status)
+    assert open_screen_study(make_spec(name="tiny-unscreened", storage=url), url) is None
+
+
+def test_the_report_draws_the_screened_plans_in_a_section_of_their_own(screened_study):
+    from moprune.report.data import report_data
+    from moprune.report.html import render_html
+    from moprune.search import open_screen_study
+
+    spec, url, study = screened_study
+    d = report_data(study, spec, open_screen_study(spec, url))
+    assert d.screen is not None and len(d.screen) >= 6 and d.screen["promoted_as"].notna().any()
+    assert set(d.trials["number"]) == {t.number for t in study.get_trials()}
+    page = render_html(d)
+    assert "id=screen" in page and "accuracy proxy (not an accuracy)" in page

@@ -1,0 +1,150 @@
+"""The bench tasks: two small networks on scikit-learn's digits (offline), pruned into the cheap region.
+
+Both have structure for a per-group allocation to exploit: residual groups that tie several layers, stages of
+different resolution (a channel of the first stage costs four times the MACs of one in the next), and in the
+MobileNetV2-style network expansion layers whose width buys little accuracy. Every method of
+``bench/search_quality.py`` searches the same space under the same budgets: at least 60% of the dense MACs removed
+(``constraints.max_macs``), at most ``max_accuracy_drop`` below dense, accuracy against the latency measured in
+paired rounds with the dense model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+# --- models ----------------------------------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    """A ResNet basic block; a 1x1 projection when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(out + (x if self.down is None else self.down(x)))
+
+
+class CompactResNet(nn.Module):
+    """CIFAR-style ResNet (He et al. 2016, sec. 4.2): a 3x3 stem, three stages of widths 16/32/64, global pooling."""
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64), blocks: int = 1):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        layers, cin = [], widths[0]
+        for stage, width in enumerate(widths):
+            for b in range(blocks):
+                layers.append(BasicBlock(cin, width, 2 if stage > 0 and b == 0 else 1))
+                cin = width
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.layers(self.stem(x)).mean(dim=(2, 3)))
+
+
+def resnet8(num_classes: int = 10) -> nn.Module:
+    """ResNet-8: 6 DependencyGraph groups (4 blocks), 0.79M MACs on 8x8 images."""
+    return CompactResNet(num_classes, blocks=1)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block (Sandler et al. 2018): 1x1 expansion, 3x3 depthwise, 1x1 linear projection."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        self.use_residual = stride == 1 and cin == cout
+        self.block = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return x + out if self.use_residual else out
+
+
+class CompactMobileNetV2(nn.Module):
+    """A MobileNetV2 for 32-px inputs: stem 16, blocks (16,1) (24,2) (24,1) (32,2) (32,1) (64,2), head 128."""
+
+    SETTINGS = ((16, 1), (24, 2), (24, 1), (32, 2), (32, 1), (64, 2))
+
+    def __init__(self, num_classes: int = 10, expand: int = 4):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
+        layers, cin = [], 16
+        for cout, stride in self.SETTINGS:
+            layers.append(InvertedResidual(cin, cout, stride, expand))
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Conv2d(cin, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU6())
+        self.fc = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.head(self.layers(self.stem(x))).mean(dim=(2, 3)))
+
+
+def mobilenetv2(num_classes: int = 10) -> nn.Module:
+    return CompactMobileNetV2(num_classes)
+
+
+# --- tasks -----------------------------------------------------------------------------------------------------------
+
+#: What every task shares. One torch thread for the whole process (training too): on 2 cores shared with another
+#: process, two threads made a 30-step fine-tune take 3-16 s instead of 0.6 s; one thread leaves a core to others.
+_COMMON: dict[str, Any] = {
+    "device": "cpu",
+    "data": {"name": "digits"},
+    "prune": {"importance": "l2", "granularity": "group", "ratio": {"low": 0.3, "high": 0.85, "step": None},
+              "offset_max": 0.3},
+    "objectives": ["accuracy", "latency_ms"],
+    "constraints": {"max_accuracy_drop": 0.05},
+    "measure": {"warmup": 2, "repeats": 10, "ci_half_width": None, "max_noisy_retries": 5, "threads": 1},
+    "search": {"keep_weights": "none"},
+}
+
+#: name -> the task's spec keys (merged over _COMMON) and the share of dense MACs a plan may keep at most.
+TASKS: dict[str, dict[str, Any]] = {
+    "resnet8": {
+        "model": {"arch": "bench.tasks:resnet8", "pretrain": {"epochs": 10, "lr": 0.05, "batch_size": 128}},
+        "data": {"image_size": 8},
+        "finetune": {"steps": 30, "lr": 0.01, "batch_size": 128, "optimizer": "sgd"},
+        "measure": {"batch_size": 256},
+    },
+    "mobilenetv2": {
+        "model": {"arch": "bench.tasks:mobilenetv2", "pretrain": {"epochs": 10, "lr": 0.05, "batch_size": 128}},
+        "data": {"image_size": 16},
+        "finetune": {"steps": 30, "lr": 0.01, "batch_size": 64, "optimizer": "sgd"},
+        "measure": {"batch_size": 64},
+    },
+}
+
+#: The cheap region: plans keep at most this share of the dense model's MACs.
+MAX_MACS_SHARE = 0.4
+
+
+def task_spec(task: str, *, dense_macs: int | None = None) -> dict[str, Any]:
+    """The spec (a dict for moprune.spec.parse_spec) every method of ``task`` shares, before its search keys.
+
+    ``dense_macs`` turns the cheap region into a hard MACs budget (plans above it are rejected before the fine-tune).
+    """
+    spec: dict[str, Any] = {}
+    for source in (_COMMON, TASKS[task]):
+        for key, value in source.items():
+            spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
+    spec = {k: (dict(v) if isinstance(v, dict) else v) for k, v in spec.items()}
+    if dense_macs is not None:
+        spec["constraints"] = {**spec["constraints"], "max_macs": float(int(dense_macs * MAX_MACS_SHARE))}
+    return spec
