@@ -98,6 +98,18 @@ class TrialRecord:
         known = _FIELD_NAMES
         return cls(**{k: v for k, v in trial.user_attrs.items() if k in known})
 
+    @staticmethod
+    def merged(first: TrialRecord, second: TrialRecord) -> TrialRecord:
+        """``first`` with every field ``second`` recorded."""
+        return dataclasses.replace(first, **{k: v for k, v in second.attrs().items()})
+
+    def values_only(self) -> TrialRecord:
+        """The latency values, spread and speedup of a measurement, without how it was taken (a screened plan's
+        quick timing: the study's fine-tuned trials record the full account)."""
+        keep = ("latency_ms", "latency_ms_p10", "latency_ms_p90", "dense_latency_ms", "speedup", "latency_noisy",
+                "latency_screen", "measure_cached")
+        return TrialRecord(**{k: getattr(self, k) for k in keep})
+
     @classmethod
     def measured(cls, arch: ArchitectureMeasurement) -> TrialRecord:
         """The fields of a latency (and energy) measurement: values, spread, and how they were taken."""

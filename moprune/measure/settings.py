@@ -38,8 +38,10 @@ class MeasureSettings:
                    power_sample_ms=measure.power_sample_ms, threads=measure.threads)
 
     def screen(self) -> MeasureSettings:
-        """Exactly ``repeats`` rounds, no precision target: enough to see a plan clearly over a latency budget."""
-        return dataclasses.replace(self, ci_half_width=None, max_repeats=self.repeats)
+        """Half the rounds (at least 3), no precision target: enough to see a plan clearly over a latency budget,
+        or to rank screened plans (the dense model is timed in every round too: it is most of a round's cost)."""
+        repeats = min(self.repeats, max(3, self.repeats // 2))
+        return dataclasses.replace(self, repeats=repeats, ci_half_width=None, max_repeats=repeats)
 
     def latency_options(self) -> dict[str, Any]:
         """The keyword options of ``measure_paired`` / ``measure_single``."""

@@ -35,6 +35,17 @@ def make_importance(name: str) -> tp.importance.Importance:
     raise ValueError(f"unknown importance {name!r}")
 
 
+def prepare_importance(model: nn.Module, importance: str,
+                       calibration: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    """Taylor importance scores channels by weight x gradient: give the model the gradients of one batch first."""
+    if importance != "taylor":
+        return
+    if calibration is None:
+        raise ValueError("taylor importance needs a calibration batch")
+    model.zero_grad()
+    nn.functional.cross_entropy(model(calibration[0]), calibration[1]).backward()
+
+
 def kept_channels(model: nn.Module) -> dict[str, int]:
     out = {}
     for name, m in model.named_modules():
@@ -60,11 +71,7 @@ def apply_plan(dense: nn.Module, plan: PrunePlan, example_inputs: torch.Tensor, 
             model, example_inputs, importance=make_importance(importance), pruning_ratio=0.0,
             pruning_ratio_dict=ratios, ignored_layers=[classifier_of(model)], round_to=round_to,
         )
-        if importance == "taylor":
-            if calibration is None:
-                raise ValueError("taylor importance needs a calibration batch")
-            model.zero_grad()
-            nn.functional.cross_entropy(model(calibration[0]), calibration[1]).backward()
+        prepare_importance(model, importance, calibration)
         pruner.step()
         model.zero_grad(set_to_none=True)
         history = pruner.pruning_history()

@@ -17,7 +17,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from .apply import make_importance
+from .apply import make_importance, prepare_importance
 from .groups import PruneGroup, classifier_of
 from .plan import PrunePlan
 
@@ -52,11 +52,7 @@ def global_plan(dense: nn.Module, groups: list[PruneGroup], example_inputs: torc
     pruner = tp.pruner.MetaPruner(model, example_inputs, importance=make_importance(importance), pruning_ratio=ratio,
                                   global_pruning=True, max_pruning_ratio=max_ratio,
                                   ignored_layers=[classifier_of(model)], round_to=round_to)
-    if importance == "taylor":
-        if calibration is None:
-            raise ValueError("taylor importance needs a calibration batch")
-        model.zero_grad()
-        nn.functional.cross_entropy(model(calibration[0]), calibration[1]).backward()
+    prepare_importance(model, importance, calibration)
     pruner.step()
     return {root: local_ratio(widths[root] - _out_channels(m), widths[root]) for root, m in before.items()}
 

@@ -67,13 +67,15 @@ class ScreenObjective:
         if "latency_ms" in self.objectives:
             arch = ctx.measure(pruned.model, energy=False, screen=True)
             measured["latency_ms"] = arch.latency.candidate.median_ms
-            TrialRecord.measured(arch).write(trial)
+            record = TrialRecord.merged(record, TrialRecord.measured(arch).values_only())
         screen = s.search.screen
         proxy = proxy_accuracy(pruned.model, ctx.data.train, ctx.data.val, method=screen.proxy,
                                batches=screen.batches, batch_size=s.finetune.batch_size,
                                seed=finetune_seed(s.seed, trial.number), lr=s.finetune.lr,
                                optimizer=s.finetune.optimizer)
         measured[PROXY_NAME] = proxy.accuracy
+        # written once, at the end: each attr is a storage write, and a screened plan should cost little more than
+        # its proxy (a failure before here still records why, in _Recorded)
         dataclasses.replace(record, accuracy_proxy=proxy.accuracy, proxy_method=proxy.method).write(trial)
         return [float(measured[name]) for name in self.objectives]
 

@@ -82,7 +82,9 @@ def test_an_identical_shape_is_measured_once(no_meter):
     assert cache.hits == 1 and len(cache) == 2
 
 
-def test_a_screen_takes_exactly_repeats_rounds_and_is_never_cached(no_meter):
+def test_a_screen_takes_half_the_rounds_and_is_never_cached(no_meter):
+    assert [MeasureSettings(repeats=r).screen().repeats for r in (2, 4, 10, 30)] == [2, 3, 5, 15]
+    assert MeasureSettings(repeats=10).screen().ci_half_width is None
     cache: ArchitectureCache = ArchitectureCache()
     x = torch.randn(4, 3, 12, 12)
     # a precision target no 4-round measurement meets: a precise measurement would take up to max_repeats rounds
@@ -90,8 +92,8 @@ def test_a_screen_takes_exactly_repeats_rounds_and_is_never_cached(no_meter):
     screen = measure_architecture(_net(8), _net(16), x, precise, device=torch.device("cpu"), want_energy=True,
                                   screen=True, cache=cache)
     assert screen.screen and screen.energy is None, "a screen measures no energy"
-    # `repeats` rounds, or the one disturbance-check block (~50 ms) that a model this fast fills with more
-    assert FAST.repeats <= screen.latency.info.taken <= 60
+    # half the rounds, or the one disturbance-check block (~50 ms) that a model this fast fills with more
+    assert precise.screen().repeats <= screen.latency.info.taken <= 60
     assert TrialRecord.measured(screen).attrs()["latency_screen"] is True
     assert len(cache) == 0
     full = measure_architecture(_net(8), _net(16), x, precise, device=torch.device("cpu"), want_energy=False,
