@@ -27,7 +27,7 @@ SENSITIVITY_COLUMNS = ("unit", "ratio", "accuracy_drop", "latency_gain_ms")
 MAX_PARALLEL_GROUPS = 16  # more axes than this are unreadable; the groups whose ratios vary most are kept
 TRIAL_COLUMNS = ("number", "state", "status", "feasible", "on_front", "latency_ms_p10", "latency_ms_p90",
                  "accuracy_std", "accuracy_n", "speedup", "speedup_p10", "speedup_p90", "macs", "params",
-                 "plan_summary", "hover")
+                 "plan_summary", "origin", "hover")
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,11 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
                    + (f", round to {p.round_to}" if p.round_to else ""),
         "fine-tune": f"{f.steps} steps, {f.optimizer}, lr {f.lr}, batch {f.batch_size}",
         "search": f"{s.sampler}, {s.n_trials} trials" + (f", population {s.population_size}"
-                                                           if s.sampler in ("nsga2", "nsga3") else ""),
+                                                           if s.sampler in ("nsga2", "nsga3") else "")
+                  + f"; starting plans {', '.join(s.seed_trials) or 'none'}",
+        **({"screening": f"{s.screen.plans} plans, {s.screen.proxy} proxy ({s.screen.batches} batches), "
+                         f"{s.screen.rounds} rounds, {s.screen.neighbours} neighbours per front plan"}
+           if s.screen.plans else {}),
         "measurement": f"batch {m.batch_size}, {m.warmup} warm-up, {m.repeats} repeats",
         "constraints": ", ".join(f"{k} {v}" for k, v in c.model_dump().items() if v is not None) or "none",
         "objectives": ", ".join(f"{o} ({d})" for o, d in zip(spec.objectives, spec.directions)),

@@ -96,7 +96,7 @@ def pareto_table_html(d: ReportData) -> str:
     if d.front.empty:
         return "<p class=note>No feasible trial yet: the front is empty.</p>"
     extra = [e for e in ("macs", "params") if e not in d.objectives]
-    head = ["trial", *d.objectives, "latency p10-p90", "speedup", *extra, "plan"]
+    head = ["trial", *d.objectives, "latency p10-p90", "speedup", *extra, "plan", "from"]
     spread = d.front["accuracy_std"].notna().any()
     if spread:
         head.insert(len(d.objectives) + 1, "accuracy ± std (n)")
@@ -109,7 +109,7 @@ def pareto_table_html(d: ReportData) -> str:
         cells.append(f"{r['latency_ms_p10']:.2f}-{r['latency_ms_p90']:.2f} ms" if pd.notna(r["latency_ms_p10"])
                      else "-")
         cells.append(f"{r['speedup']:.2f}x" if pd.notna(r["speedup"]) else "-")
-        cells += [*(format_value(e, r[e]) for e in extra), r["plan_summary"]]
+        cells += [*(format_value(e, r[e]) for e in extra), r["plan_summary"], r.get("origin") or "-"]
         cls = " class=knee" if r["number"] == d.knee else ""
         rows.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
