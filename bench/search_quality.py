@@ -104,13 +104,10 @@ def summary(values: list[float | None]) -> dict[str, float | None]:
 
 
 def spearman(xs: list[float], ys: list[float]) -> float | None:
-    """Spearman's rank correlation (average ranks for ties); None with fewer than 3 pairs or a constant side."""
-    import pandas as pd
+    """Spearman's rank correlation: moprune's own (``moprune.report.screen.spearman``)."""
+    from moprune.report.screen import spearman as rank_correlation
 
-    if len(xs) < 3:
-        return None
-    r = pd.Series(xs).rank().corr(pd.Series(ys).rank())
-    return None if r != r else float(r)
+    return rank_correlation(xs, ys)
 
 
 def front_hypervolume(rows: list[dict[str, Any]], cost: str, baseline: dict[str, float], drop: float) -> float:

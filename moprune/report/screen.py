@@ -35,6 +35,14 @@ def screen_frame(screened: optuna.Study, study: optuna.Study) -> tuple[pd.DataFr
     return pd.DataFrame(rows, columns=SCREEN_COLUMNS), cost
 
 
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None with fewer than 3 pairs or a constant side."""
+    if len(xs) < 3:
+        return None
+    r = pd.Series(xs).rank().corr(pd.Series(ys).rank())
+    return None if pd.isna(r) else float(r)
+
+
 def screen_figure(frame: pd.DataFrame, cost: str) -> go.Figure:
     """Left: every scored plan, proxy against its cost, the promoted ones ringed. Right: proxy against the accuracy
     the fine-tune then gave, for the promoted plans: how well the proxy ranked in this study."""

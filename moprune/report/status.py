@@ -51,23 +51,17 @@ def screen_status(screened: optuna.Study, study: optuna.Study) -> ScreenStatus:
     """Counts of ``screened`` and the proxy's rank correlation with what the fine-tune of its promoted plans gave."""
     States = optuna.trial.TrialState
     trials = [t for t in screened.get_trials(deepcopy=False) if t.state.is_finished()]  # not the queued ones
-    proxies = {t.number: (t.values[0], TrialRecord.of(t).proxy_method) for t in trials if t.state == States.COMPLETE}
-    names = objective_names(study)
-    pairs = []
-    for t in study.get_trials(deepcopy=False, states=(States.COMPLETE,)):
-        record = TrialRecord.of(t)
-        if record.screen_trial in proxies and not record.rejected and "accuracy" in names:
-            pairs.append((proxies[record.screen_trial][0], t.values[names.index("accuracy")]))
+    from .screen import screen_frame, spearman
+
+    proxies = {t.number: TrialRecord.of(t).proxy_method for t in trials if t.state == States.COMPLETE}
+    frame, _ = screen_frame(screened, study)
+    paired = frame[frame["promoted_as"].notna() & frame["accuracy"].notna()]
     promoted = {TrialRecord.of(t).screen_trial for t in study.get_trials(deepcopy=False)} - {None}
-    rho = None
-    if len(pairs) >= 3:
-        xs, ys = pd.Series([p[0] for p in pairs]).rank(), pd.Series([p[1] for p in pairs]).rank()
-        r = xs.corr(ys)
-        rho = None if pd.isna(r) else float(r)
+    rho = spearman(paired["proxy"].tolist(), paired["accuracy"].tolist())
     return ScreenStatus(
         plans=len(trials), scored=len(proxies), rejected=sum(t.state == States.PRUNED for t in trials),
         failed=sum(t.state == States.FAIL for t in trials),
-        proxy_methods=dict(Counter(m for _, m in proxies.values() if m)), promoted=len(promoted), spearman=rho)
+        proxy_methods=dict(Counter(m for m in proxies.values() if m)), promoted=len(promoted), spearman=rho)
 
 
 def _brief(row: pd.Series | None, names: list[str]) -> dict[str, Any] | None:
