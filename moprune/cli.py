@@ -104,6 +104,12 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     study = open_study(spec, args.storage)
     frame = pareto_frame(study, include_all=args.all)
     objectives = list(spec.objectives)
+    if args.rank_by:
+        from .pareto import directions_of, parse_weights, rank_by
+        from .record import baseline_of
+
+        weights = parse_weights(args.rank_by, objectives, directions_of(study), baseline_of(study), flag="--rank-by")
+        frame = rank_by(frame, weights)
     if args.format == "json":
         print(json.dumps(to_records(frame, objectives), indent=2))
     elif args.format == "csv":
@@ -125,7 +131,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     study = open_study(spec, args.storage)
     out = Path(args.out) if args.out else Path("dashboards") / spec.name / "index.html"
-    written = write_dashboard(study, spec, out, open_screen_study(spec, args.storage))
+    written = write_dashboard(study, spec, out, open_screen_study(spec, args.storage), pick=args.pick)
     print(f"wrote {written} (self-contained; open it in a browser)")
     return 0
 
@@ -193,14 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     pareto = _spec_parser(sub, "pareto", "print the feasible Pareto set (every trial with --all)", cmd_pareto)
     pareto.add_argument("--format", choices=["table", "csv", "json"], default="table")
     pareto.add_argument("--all", action="store_true", help="every trial, not only the feasible Pareto set")
+    pareto.add_argument("--rank-by", metavar="WEIGHTS", help="sort by a weighted score, best first, e.g. "
+                        "accuracy=1,latency_ms=0.5 (each value divided by the dense model's; signs from directions)")
 
     dash = _spec_parser(sub, "dashboard", "write the study's self-contained HTML report", cmd_dashboard)
     dash.add_argument("--out", metavar="PATH", help="output HTML file (default dashboards/<study>/index.html)")
+    dash.add_argument("--pick", metavar="RULE", help="mark the trial an export pick rule chooses, e.g. "
+                      "weighted:accuracy=1,latency_ms=0.5 (any rule of `moprune export --pick`)")
 
     export = _spec_parser(sub, "export", "export a chosen trial: config.yaml, pruning.json, weights.pt, metrics.json",
                           cmd_export)
     export.add_argument("--pick", required=True, metavar="RULE",
-                        help="trial:N | knee | best:OBJECTIVE | OBJECTIVE@NAME<=VALUE (e.g. accuracy@latency_ms<=2.5)")
+                        help="trial:N | knee | best:OBJECTIVE | OBJECTIVE@NAME<=VALUE (e.g. accuracy@latency_ms<=2.5) | "
+                             "weighted:NAME=WEIGHT,... (e.g. weighted:accuracy=1,latency_ms=0.5)")
     export.add_argument("--out", required=True, metavar="DIR", help="export folder (created)")
     export.add_argument("--format", action="append", choices=["torch", "onnx"], default=None,
                         help="also write model.onnx with --format onnx (needs the onnx extra); repeatable")

@@ -2,6 +2,7 @@
 
 - ``make_spec`` / ``TINY_SPEC``: the tiny 16-px digits study, with nested overrides, validated.
 - ``FAST`` / ``fast_spec`` / ``write_spec`` / ``finish``: studies run in ``moprune run`` subprocesses.
+- ``toy_front`` / ``OBJECTIVES`` / ``DIRECTIONS``: a hand-made trials frame for the pick rules and weighted scores.
 - ``wait_until`` / ``StoredStudy``: tests that watch another process wait for a state (a trial RUNNING in the
   storage, a file, an exit) with a generous deadline; they never sleep a fixed time and then assume.
 """
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,3 +167,25 @@ class StoredStudy:
 
         return [t for t in self.trials() or () if t.state == TrialState.RUNNING
                 and all(key in t.user_attrs for key in having)]
+
+
+OBJECTIVES = ["accuracy", "latency_ms", "macs"]
+DIRECTIONS = ["maximize", "minimize", "minimize"]
+
+
+def toy_front() -> pd.DataFrame:
+    """Three front trials, one dominated, one infeasible (fastest of all), one failed and one running."""
+    rows = [
+        # number, state, feasible, on_front, accuracy, latency_ms, macs, accuracy_drop constraint
+        (0, "COMPLETE", True, True, 0.98, 10.0, 100e6, -0.02),
+        (1, "COMPLETE", True, True, 0.97, 5.0, 50e6, -0.01),
+        (2, "COMPLETE", True, True, 0.95, 2.0, 20e6, 0.0),
+        (3, "COMPLETE", True, False, 0.94, 6.0, 60e6, 0.0),
+        (4, "COMPLETE", False, False, 0.50, 1.0, 10e6, 0.46),
+        (5, "FAIL", False, False, None, None, None, None),
+        (6, "RUNNING", False, False, None, None, None, None),
+    ]
+    return pd.DataFrame([
+        {"number": n, "state": s, "feasible": f, "on_front": front, "accuracy": a, "latency_ms": lat, "macs": macs,
+         "params": None, "speedup": None, "plan": {}, "constraints": {} if c is None else {"accuracy_drop": c}}
+        for n, s, f, front, a, lat, macs, c in rows])

@@ -1,4 +1,5 @@
-"""Pick rules: which trial to export. ``trial:N``, ``knee``, ``best:OBJECTIVE``, ``OBJECTIVE@NAME<=VALUE[,...]``.
+"""Pick rules: which trial to export. ``trial:N``, ``knee``, ``best:OBJECTIVE``, ``OBJECTIVE@NAME<=VALUE[,...]``,
+``weighted:NAME=WEIGHT[,...]``.
 
 Rules read the frame of ``moprune.pareto.trials_frame``. A rule that matches nothing raises SpecError (exit 2) and
 names the trials that came closest, so the user can relax the rule or pick one of them by number.
@@ -14,11 +15,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..errors import SpecError
+from ..record import Baseline
 from .indicators import knee_point
+from .weighted import parse_weights
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _CONDITION = re.compile(r"^\s*([A-Za-z_]\w*)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-RULES_HELP = "trial:N, knee, best:OBJECTIVE, or OBJECTIVE@NAME<=VALUE[,NAME<=VALUE] (e.g. accuracy@latency_ms<=2.5)"
+RULES_HELP = ("trial:N, knee, best:OBJECTIVE, OBJECTIVE@NAME<=VALUE[,NAME<=VALUE] (e.g. accuracy@latency_ms<=2.5), "
+              "or weighted:NAME=WEIGHT[,...] (e.g. weighted:accuracy=1,latency_ms=0.5)")
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,18 @@ def _least_infeasible(frame: pd.DataFrame) -> pd.DataFrame:
     return done.assign(_v=done["constraints"].map(_violation)).sort_values(["_v", "number"])
 
 
-def pick_trial(rule: str, frame: pd.DataFrame, objectives: list[str], directions: list[str]) -> Pick:
-    """Apply ``rule`` to the trials in ``frame`` (from ``trials_frame``); raises SpecError when nothing matches."""
+def pick_trial(rule: str, frame: pd.DataFrame, objectives: list[str], directions: list[str],
+               baseline: Baseline | None = None) -> Pick:
+    """Apply ``rule`` to the trials in ``frame`` (from ``trials_frame``); raises SpecError when nothing matches.
+
+    ``baseline`` (the dense model) is needed only by ``weighted:``, which normalises every objective by it.
+    """
     rule = rule.strip()
     feasible = frame[frame["feasible"]]
     if rule.startswith("trial:"):
         return _pick_number(rule, frame, objectives)
+    if rule.startswith("weighted:"):
+        return _pick_weighted(rule, feasible, frame, objectives, directions, baseline)
     if rule == "knee":
         number = knee_point(frame[frame["on_front"]], objectives, directions)
         if number is None:
@@ -133,6 +143,19 @@ def pick_trial(rule: str, frame: pd.DataFrame, objectives: list[str], directions
         return _best(subset, name, objectives, directions, rule, frame,
                      why=f" with {', '.join(map(str, conditions))}")
     raise SpecError(f"--pick {rule!r}: unknown rule; use {RULES_HELP}")
+
+
+def _pick_weighted(rule: str, feasible: pd.DataFrame, frame: pd.DataFrame, objectives: list[str],
+                   directions: list[str], baseline: Baseline | None) -> Pick:
+    weights = parse_weights(rule, objectives, directions, baseline)
+    if feasible.empty:
+        raise SpecError(f"--pick {rule!r}: the study has no feasible trial; closest (least constraint violation): "
+                        f"{describe_trials(_least_infeasible(frame), objectives)}")
+    scored = feasible.assign(_score=weights.scores(feasible)).dropna(subset=["_score"])
+    if scored.empty:
+        raise SpecError(f"--pick {rule!r}: no feasible trial has every weighted value measured")
+    best = scored.sort_values(["_score", "number"], ascending=[False, True]).iloc[0]
+    return Pick(int(best["number"]), f"highest weighted score {best['_score']:.4f} ({weights}) among feasible trials")
 
 
 def _pick_number(rule: str, frame: pd.DataFrame, objectives: list[str]) -> Pick:

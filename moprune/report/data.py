@@ -15,8 +15,8 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial
 
-from ..pareto import (directions_of, hypervolume_history, knee_point, objective_names, sort_by_first,
-                      trials_frame)
+from ..pareto import (Pick, directions_of, hypervolume_history, knee_point, objective_names, pick_trial,
+                      sort_by_first, trials_frame)
 from ..record import baseline_of, environment_of, sensitivity_of
 from ..spec import StudySpec
 from .tables import format_value, plan_summary
@@ -55,10 +55,17 @@ class ReportData:
     counts: dict[str, int] = field(default_factory=dict)  # trials per status
     screen: pd.DataFrame | None = None  # moprune.report.screen.SCREEN_COLUMNS, when the study screens
     screen_cost: str = "latency_ms"
+    pick: Pick | None = None  # the trial `dashboard --pick RULE` chose (e.g. a weighted pick), marked in the report
+    pick_rule: str | None = None
 
 
-def report_data(study: optuna.Study, spec: StudySpec, screened: optuna.Study | None = None) -> ReportData:
-    """Compute everything the report shows from a loaded study, its spec and its screen study (if any)."""
+def report_data(study: optuna.Study, spec: StudySpec, screened: optuna.Study | None = None,
+                pick: str | None = None) -> ReportData:
+    """Compute everything the report shows from a loaded study, its spec and its screen study (if any).
+
+    ``pick`` is an export pick rule (``weighted:accuracy=1,latency_ms=0.5``, ``knee``, ...): the trial it chooses is
+    marked, so the user sees where the model they would export sits; a rule that matches nothing raises SpecError.
+    """
     from .screen import screen_frame
 
     objectives = objective_names(study)
@@ -74,6 +81,7 @@ def report_data(study: optuna.Study, spec: StudySpec, screened: optuna.Study | N
     parallel, note = _parallel(trials, frame, objectives)
     importances, notes = parameter_importances(study, objectives, directions)
     history, kind = _history(trials, objectives, directions, baseline, max_drop)
+    picked = pick_trial(pick, frame, objectives, directions, found) if pick else None
     return ReportData(
         study_name=study.study_name, objectives=objectives, directions=directions, trials=trials, front=front,
         knee=knee_point(front, objectives, directions) if not front.empty else None,
@@ -82,7 +90,7 @@ def report_data(study: optuna.Study, spec: StudySpec, screened: optuna.Study | N
         ratios=ratios, kept=kept, dense_channels=dense, parallel=parallel, parallel_note=note,
         importances=importances, importance_notes=notes, setup=_setup(study, spec, baseline),
         sensitivity=sensitivity_frame(sensitivity_of(study)),
-        counts={s: int((trials["status"] == s).sum()) for s in STATUSES},
+        counts={s: int((trials["status"] == s).sum()) for s in STATUSES}, pick=picked, pick_rule=pick,
         **(dict(zip(("screen", "screen_cost"), screen_frame(screened, study))) if screened is not None else {}),
     )
 

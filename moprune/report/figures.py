@@ -20,7 +20,8 @@ STYLE = {  # status -> marker; the front stands out, dominated trials recede, in
 LABEL = {"front": "feasible Pareto front", "dominated": "feasible, dominated", "infeasible": "infeasible"}
 BASELINE = dict(color="black", size=15, symbol="star")
 KNEE = dict(color="#ff7f0e", size=19, symbol="circle-open", line=dict(width=3))
-RANK = {"front": 1, "dominated": 2, "infeasible": 3, "knee": 4, "baseline": 5}  # legend order
+PICK = dict(color="#2ca02c", size=23, symbol="diamond-open", line=dict(width=3))
+RANK = {"front": 1, "dominated": 2, "infeasible": 3, "knee": 4, "pick": 5, "baseline": 6}  # legend order
 AXIS_TITLE = {"accuracy": "accuracy (top-1, fraction)", "latency_ms": "latency (ms)", "energy_mj": "energy (mJ)",
               "macs": "MACs", "params": "parameters"}
 BASE_LAYOUT = dict(template="plotly_white", font=dict(size=13), margin=dict(l=70, r=30, t=60, b=60),
@@ -96,6 +97,12 @@ def front_figure(d: ReportData) -> go.Figure:
             knee = plotted[plotted["number"] == d.knee]
             fig.add_trace(go.Scatter(x=knee[x], y=knee[y], mode="markers", name=f"knee (trial {d.knee})",
                                      legendgroup="knee", showlegend=k == 0, legendrank=RANK["knee"], marker=KNEE,
+                                     hoverinfo="skip"),
+                          row=r, col=c)
+        if d.pick is not None:
+            chosen = plotted[plotted["number"] == d.pick.number]
+            fig.add_trace(go.Scatter(x=chosen[x], y=chosen[y], mode="markers", name=f"pick (trial {d.pick.number})",
+                                     legendgroup="pick", showlegend=k == 0, legendrank=RANK["pick"], marker=PICK,
                                      hoverinfo="skip"),
                           row=r, col=c)
         if x in d.baseline_point and y in d.baseline_point:

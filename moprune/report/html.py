@@ -40,8 +40,10 @@ def sections(d: ReportData) -> list[Section]:
     out.append(Section(
         "front", "Pareto front: every pair of objectives",
         "Blue: the feasible Pareto front; grey: feasible but dominated; red crosses: infeasible (a constraint is "
-        "violated); black star: the dense model; orange ring: the knee point. Latency bars span p10 to p90 of the "
-        f"timed repeats. Dashed red lines: constraint limits ({lines}). Hover a point for its plan and speedup.",
+        "violated); black star: the dense model; orange ring: the knee point"
+        + (f"; green diamond: the pick ({d.pick_rule}, trial {d.pick.number})" if d.pick is not None else "")
+        + f". Latency bars span p10 to p90 of the timed repeats. Dashed red lines: constraint limits ({lines}). "
+        "Hover a point for its plan and speedup.",
         figs.front_figure(d)))
     if len(d.objectives) >= 3:
         out.append(Section("front3d", f"Pareto front in 3-D ({', '.join(d.objectives[:3])})",
@@ -102,7 +104,8 @@ def pareto_table_html(d: ReportData) -> str:
         head.insert(len(d.objectives) + 1, "accuracy ± std (n)")
     rows = []
     for _, r in d.front.iterrows():
-        cells = [f"{int(r['number'])}{' (knee)' if r['number'] == d.knee else ''}",
+        cells = [f"{int(r['number'])}{' (knee)' if r['number'] == d.knee else ''}"
+                 f"{' (pick)' if d.pick is not None and r['number'] == d.pick.number else ''}",
                  *[format_value(o, r[o]) for o in d.objectives]]
         if spread:
             cells.append(f"± {r['accuracy_std']:.4f} ({int(r['accuracy_n'])})" if pd.notna(r["accuracy_std"]) else "-")
@@ -111,6 +114,8 @@ def pareto_table_html(d: ReportData) -> str:
         cells.append(f"{r['speedup']:.2f}x" if pd.notna(r["speedup"]) else "-")
         cells += [*(format_value(e, r[e]) for e in extra), r["plan_summary"], r.get("origin") or "-"]
         cls = " class=knee" if r["number"] == d.knee else ""
+        if d.pick is not None and r["number"] == d.pick.number:
+            cls = " class=pick"
         rows.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     return f"<table class=pareto><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -134,6 +139,7 @@ h1{margin:24px 0 4px}h2{margin:36px 0 4px;border-bottom:1px solid #dde2e8;paddin
 .note{color:#8a5a00;background:#fff6e0;padding:6px 10px;border-radius:4px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{padding:4px 10px;border-bottom:1px solid #e6e9ee;
 text-align:left}table.pareto th{background:#f2f4f7}tr.knee td{background:#fff1e0;font-weight:600}
+tr.pick td{background:#e3f4e6;font-weight:600}
 .setup{display:flex;flex-wrap:wrap;gap:8px 40px}.setup h3{margin:12px 0 0;font-size:15px}table.kv th{color:#4a5563;
 font-weight:500}
 """
@@ -155,6 +161,7 @@ def render_html(d: ReportData) -> str:
     summary = (f"{sum(c.values())} trials: {c.get('front', 0)} on the feasible Pareto front, "
                f"{c.get('dominated', 0)} dominated, {c.get('infeasible', 0)} infeasible, {c.get('failed', 0)} failed"
                + (f"; knee point: trial {d.knee}" if d.knee is not None else "")
+               + (f"; --pick {d.pick_rule}: trial {d.pick.number} ({d.pick.reason})" if d.pick is not None else "")
                + f". Objectives: {', '.join(f'{o} ({dr})' for o, dr in zip(d.objectives, d.directions))}.")
     title = f"moprune report: {d.study_name}"
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
@@ -162,9 +169,14 @@ def render_html(d: ReportData) -> str:
             f"<h1>{html.escape(title)}</h1><p class=summary>{html.escape(summary)}</p>{''.join(parts)}</body></html>")
 
 
-def write_dashboard(study: optuna.Study, spec: StudySpec, out: Path, screened: optuna.Study | None = None) -> Path:
-    """Compute the report's data from the study (and its screen study), draw it, write one self-contained file."""
+def write_dashboard(study: optuna.Study, spec: StudySpec, out: Path, screened: optuna.Study | None = None,
+                    pick: str | None = None) -> Path:
+    """Compute the report's data from the study (and its screen study), draw it, write one self-contained file.
+
+    ``pick``: an export pick rule whose trial the report marks (SpecError before anything is written if it fails).
+    """
     out = Path(out)
+    data = report_data(study, spec, screened, pick)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(report_data(study, spec, screened)), encoding="utf-8")
+    out.write_text(render_html(data), encoding="utf-8")
     return out

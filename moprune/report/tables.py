@@ -47,6 +47,8 @@ def to_records(frame: pd.DataFrame, objectives: list[str]) -> list[dict[str, Any
             rec[key] = _plain(row.get(key))
         rec["plan"] = row["plan"]
         rec["origin"] = row.get("origin")
+        if "score" in row:  # `pareto --rank-by`: the weighted score the rows are sorted by
+            rec["score"] = _plain(row["score"])
         records.append(rec)
     return records
 
@@ -85,6 +87,8 @@ def format_table(frame: pd.DataFrame, objectives: list[str]) -> str:
         if extra not in objectives:
             shown[f"{extra} (M)"] = frame[extra].map(lambda v: f"{v / 1e6:.2f}" if pd.notna(v) else "-")
     shown["speedup"] = frame["speedup"].map(lambda v: f"{v:.2f}x" if pd.notna(v) else "-")
+    if "score" in frame:  # `pareto --rank-by`
+        shown["score"] = frame["score"].map(lambda v: f"{v:+.4f}" if pd.notna(v) else "-")
     if not frame["feasible"].all():
         shown["feasible"] = frame["feasible"].map({True: "yes", False: "no"})
     shown["plan"] = frame["plan"].map(plan_summary)

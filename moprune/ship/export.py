@@ -88,7 +88,7 @@ def export_trial(study: optuna.Study, spec: StudySpec, rule: str, out: Path, *,
         require_onnx()
     objectives = objective_names(study)
     frame = trials_frame(study)
-    pick = pick_trial(rule, frame, objectives, directions_of(study))
+    pick = pick_trial(rule, frame, objectives, directions_of(study), baseline_of(study))
     trial = {t.number: t for t in study.get_trials(deepcopy=False)}[pick.number]
     record = TrialRecord.of(trial)
     row = frame[frame["number"] == trial.number].iloc[0].to_dict()

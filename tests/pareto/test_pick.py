@@ -11,26 +11,7 @@ from moprune.errors import SpecError
 from moprune.pareto import knee_point, objective_names, trials_frame
 from moprune.pareto import pick_trial
 
-OBJECTIVES = ["accuracy", "latency_ms", "macs"]
-DIRECTIONS = ["maximize", "minimize", "minimize"]
-
-
-def _frame() -> pd.DataFrame:
-    """Three front trials, one dominated, one infeasible (fastest of all), one failed and one running."""
-    rows = [
-        # number, state, feasible, on_front, accuracy, latency_ms, macs, accuracy_drop constraint
-        (0, "COMPLETE", True, True, 0.98, 10.0, 100e6, -0.02),
-        (1, "COMPLETE", True, True, 0.97, 5.0, 50e6, -0.01),
-        (2, "COMPLETE", True, True, 0.95, 2.0, 20e6, 0.0),
-        (3, "COMPLETE", True, False, 0.94, 6.0, 60e6, 0.0),
-        (4, "COMPLETE", False, False, 0.50, 1.0, 10e6, 0.46),
-        (5, "FAIL", False, False, None, None, None, None),
-        (6, "RUNNING", False, False, None, None, None, None),
-    ]
-    return pd.DataFrame([
-        {"number": n, "state": s, "feasible": f, "on_front": front, "accuracy": a, "latency_ms": lat, "macs": macs,
-         "params": None, "speedup": None, "plan": {}, "constraints": {} if c is None else {"accuracy_drop": c}}
-        for n, s, f, front, a, lat, macs, c in rows])
+from helpers import DIRECTIONS, OBJECTIVES, toy_front as _frame
 
 
 def pick(rule: str, frame: pd.DataFrame | None = None) -> int:

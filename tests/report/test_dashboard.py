@@ -208,3 +208,25 @@ def test_cli_writes_the_default_report_path(tiny_study, tmp_path, monkeypatch, c
     assert main(["dashboard", str(path)]) == 0
     assert (tmp_path / "dashboards" / "tiny" / "index.html").stat().st_size > 3_000_000
     assert "dashboards/tiny/index.html" in capsys.readouterr().out
+
+
+def test_dashboard_pick_marks_the_trial_export_would_take(tiny_study, tmp_path, capsys):
+    from moprune.pareto import directions_of, objective_names, pick_trial
+    from moprune.record import baseline_of
+
+    spec, study = tiny_study
+    rule = "weighted:accuracy=1,latency_ms=0.5"
+    chosen = pick_trial(rule, trials_frame(study), objective_names(study), directions_of(study), baseline_of(study))
+    d = report_data(study, spec, pick=rule)
+    assert d.pick == chosen
+    figure = front_figure(d)
+    marked = [t for t in figure.data if t.name == f"pick (trial {chosen.number})"]
+    assert marked and all(len(t.x) == 1 for t in marked)
+    page = render_html(d)
+    assert f"--pick {rule}: trial {chosen.number}" in page
+    if chosen.number in set(d.front["number"]):
+        assert f"<tr class=pick><td>{chosen.number}" in page
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    assert main(["dashboard", str(path), "--out", str(tmp_path / "r.html"), "--pick", "weighted:speed=1"]) == 2
+    assert "'speed' cannot be weighted" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
