@@ -8,6 +8,7 @@ meters) live with the search (``moprune.search.preflight``): spec imports nothin
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,11 +93,23 @@ class PruneSpec(_Section):
     round_to: int | None = Field(None, ge=1)
 
 
+class DistillSpec(_Section):
+    """Distillation from the dense model in the brief fine-tune: ``(1 - alpha) * CE + alpha * T^2 * KL``.
+
+    The dense model is the teacher (eval mode, no gradient, the same batch); Hinton et al.'s T^2 keeps the
+    soft term's gradients on the scale of the hard one's, so ``alpha`` reads as a share.
+    """
+
+    alpha: float = Field(0.5, ge=0.0, le=1.0)  # weight of the KL term (0: plain cross-entropy)
+    temperature: float = Field(4.0, gt=0.0)
+
+
 class FinetuneSpec(_Section):
     steps: int = Field(100, ge=0)
     lr: float = Field(0.01, gt=0)
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    distill: DistillSpec | None = None  # null: no teacher
 
 
 class ConstraintsSpec(_Section):
@@ -258,9 +271,12 @@ def _allowed_keys(dotted: str) -> list[str]:
     model: type[BaseModel] = StudySpec
     for part in filter(None, dotted.split(".")):
         annotation = model.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # an optional section (``DistillSpec | None``) names its keys as a required one does
+        options = typing.get_args(annotation) or (annotation,)
+        sections = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not sections:
             return []
-        model = annotation
+        model = sections[0]
     return list(model.model_fields)
 
 

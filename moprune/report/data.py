@@ -264,7 +264,9 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
         "pruning": f"{p.method}, {p.importance} importance, per {p.granularity}, ratio {ratio}"
                    + (f", offsets up to ±{p.offset_max}" if getattr(p, "offset_max", None) else "")
                    + (f", round to {p.round_to}" if p.round_to else ""),
-        "fine-tune": f"{f.steps} steps, {f.optimizer}, lr {f.lr}, batch {f.batch_size}",
+        "fine-tune": f"{f.steps} steps, {f.optimizer}, lr {f.lr}, batch {f.batch_size}"
+                     + (f", distilled from the dense model (alpha {f.distill.alpha}, temperature "
+                        f"{f.distill.temperature})" if f.distill is not None else ""),
         "search": f"{s.sampler}, {s.n_trials} trials" + (f", population {s.population_size}"
                                                            if s.sampler in ("nsga2", "nsga3") else "")
                   + f"; starting plans {', '.join(s.seed_trials) or 'none'}",

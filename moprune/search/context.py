@@ -23,7 +23,8 @@ from ..pruning import (PruneGroup, PrunedModel, PrunePlan, SearchUnit, apply_pla
                        search_units)
 from ..record import Baseline
 from ..spec import StudySpec
-from ..train import DataBundle, DenseModel, TrainResult, evaluate, load_data, load_dense, train
+from ..train import (DataBundle, DenseModel, Distillation, TrainResult, evaluate, load_data, load_dense,
+                     train)
 from ..version import __version__
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,12 @@ class StudyContext:
                                     cache=self.cache)
 
     def finetune(self, model: nn.Module, seed: int) -> TrainResult:
-        """The brief fine-tune of the spec, in place, with data order ``seed``."""
+        """The brief fine-tune of the spec, in place, with data order ``seed`` (the dense model teaches, if asked)."""
         ft = self.spec.finetune
+        distill = (Distillation(self.dense.model, ft.distill.alpha, ft.distill.temperature)
+                   if ft.distill is not None else None)
         return train(model, self.data.train, steps=ft.steps, lr=ft.lr, batch_size=ft.batch_size,
-                     optimizer=ft.optimizer, seed=seed)
+                     optimizer=ft.optimizer, seed=seed, distill=distill)
 
     def evaluate(self, model: nn.Module) -> float:
         """Top-1 accuracy on the validation split."""

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TrialFailed
@@ -22,6 +23,27 @@ class TrainResult:
     steps: int
     final_loss: float
     seconds: float
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """A teacher for the fine-tune: the loss mixes cross-entropy with the KL divergence to its softened logits."""
+
+    teacher: nn.Module  # kept in eval mode; never updated
+    alpha: float  # weight of the KL term
+    temperature: float
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float,
+                      temperature: float) -> torch.Tensor:
+    """``(1 - alpha) * CE(student, labels) + alpha * T^2 * KL(teacher_T || student_T)`` (Hinton et al., 2015)."""
+    hard = F.cross_entropy(student, labels)
+    if alpha == 0:
+        return hard
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), reduction="batchmean",
+                    log_target=True) * (t * t)
+    return (1.0 - alpha) * hard + alpha * soft
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -43,10 +65,11 @@ def cosine_lr(step: int, total: int, base_lr: float, warmup: int = 0) -> float:
 
 
 def train(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size: int, optimizer: str = "sgd",
-          seed: int, warmup: int = 0) -> TrainResult:
+          seed: int, warmup: int = 0, distill: Distillation | None = None) -> TrainResult:
     """Train ``model`` in place for ``steps`` optimizer steps over shuffled epochs of ``split``.
 
     The data order comes from ``seed`` alone, so a fine-tune is reproducible and can be re-run on fresh seeds.
+    With ``distill`` each step also runs the teacher on the same batch (no gradient) and mixes its soft targets in.
     """
     start = time.perf_counter()
     if steps == 0:
@@ -54,13 +77,20 @@ def train(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size: 
     opt = make_optimizer(optimizer, model.parameters(), lr)
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
+    if distill is not None:
+        distill.teacher.eval()
     model.train()
     step, loss_value = 0, float("nan")
     while step < steps:
         for x, y in split.batches(batch_size, shuffle=True, generator=generator):
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, steps, lr, warmup)
-            loss = loss_fn(model(x), y)
+            if distill is None:
+                loss = loss_fn(model(x), y)
+            else:
+                with torch.no_grad():
+                    soft = distill.teacher(x)
+                loss = distillation_loss(model(x), soft, y, distill.alpha, distill.temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -164,3 +164,19 @@ def test_same_spec_and_seed_propose_the_same_plans(session_cwd, sampler):
         plans.append([t.params for t in study.get_trials()])
     assert plans[0] == plans[1]
     assert len({json.dumps(p, sort_keys=True) for p in plans[0]}) >= 6, "the plans are not all one"
+
+
+@pytest.mark.slow
+def test_a_distilled_study_runs_end_to_end_and_says_so(session_cwd):
+    from moprune.report.data import report_data
+
+    spec = make_spec(name="distilled", storage=f"sqlite:///{session_cwd / 'distilled.db'}",
+                     objectives=["accuracy", "macs"], measure=FAST["measure"],
+                     search={"n_trials": 3, "seed_trials": ["dense", "uniform"]},
+                     finetune={"steps": 4, "distill": {"alpha": 0.7, "temperature": 3.0}})
+    study = run_study(spec, **QUIET)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3 and all(TrialRecord.of(t).fine_tuned for t in done)
+    assert study.user_attrs["spec"]["finetune"]["distill"] == {"alpha": 0.7, "temperature": 3.0}
+    methods = report_data(study, spec).setup["methods"]["fine-tune"]
+    assert "distilled from the dense model (alpha 0.7, temperature 3.0)" in methods
