@@ -82,6 +82,14 @@ class RatioSpec(_Section):
         return self
 
 
+class ScheduleSpec(_Section):
+    """Iterative pruning: the plan's ratios reached in ``steps`` equal steps, ``finetune_steps`` of fine-tune and a
+    fresh importance ranking between them, then the usual brief fine-tune. The final widths are one-shot's."""
+
+    steps: int = Field(2, ge=1)
+    finetune_steps: int = Field(10, ge=0)
+
+
 class PruneSpec(_Section):
     method: Literal["channel"] = "channel"
     importance: Literal["l1", "l2", "taylor", "bn_scale", "random"] = "l2"
@@ -91,6 +99,7 @@ class PruneSpec(_Section):
     # every total sparsity is reachable, and uniform plans are the points with all offsets zero.
     offset_max: float = Field(0.3, ge=0.0, lt=1.0)
     round_to: int | None = Field(None, ge=1)
+    schedule: ScheduleSpec | None = None  # null: one-shot pruning
 
 
 class DistillSpec(_Section):

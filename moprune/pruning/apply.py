@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,11 +58,15 @@ def kept_channels(model: nn.Module) -> dict[str, int]:
 
 
 def apply_plan(dense: nn.Module, plan: PrunePlan, example_inputs: torch.Tensor, *, importance: str = "l2",
-               round_to: int | None = None, calibration: tuple[torch.Tensor, torch.Tensor] | None = None
-               ) -> PrunedModel:
+               round_to: int | None = None, calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+               steps: int = 1, between: Callable[[nn.Module, int], None] | None = None) -> PrunedModel:
     """Prune a deep copy of ``dense`` by ``plan`` (group root name -> ratio); ``dense`` is left untouched.
 
-    ``taylor`` importance needs gradients: pass a ``calibration`` batch (images, labels).
+    ``taylor`` importance needs gradients: pass a ``calibration`` batch (images, labels). With ``steps`` > 1 the
+    ratios are reached in equal steps (Torch-Pruning's ``iterative_steps``: step k keeps
+    ``int(channels * (1 - ratio * k / steps))`` of each group's original channels, so the last step keeps exactly
+    what one shot keeps) and ``between(model, k)`` runs after every step but the last (a brief fine-tune); each
+    step ranks the channels again on the weights as they are then.
     """
     model = copy.deepcopy(dense).eval()
     # Keys must be modules of the copy being pruned: Torch-Pruning silently ignores modules of another model.
@@ -70,10 +75,15 @@ def apply_plan(dense: nn.Module, plan: PrunePlan, example_inputs: torch.Tensor, 
         pruner = tp.pruner.MetaPruner(
             model, example_inputs, importance=make_importance(importance), pruning_ratio=0.0,
             pruning_ratio_dict=ratios, ignored_layers=[classifier_of(model)], round_to=round_to,
+            iterative_steps=steps,
         )
-        prepare_importance(model, importance, calibration)
-        pruner.step()
-        model.zero_grad(set_to_none=True)
+        for k in range(steps):
+            prepare_importance(model, importance, calibration)
+            pruner.step()
+            model.zero_grad(set_to_none=True)
+            if between is not None and k < steps - 1:
+                between(model, k)
+                model.eval()
         history = pruner.pruning_history()
     else:
         history = []

@@ -263,7 +263,9 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
         "model": f"{spec.model.arch} on {spec.data.name} ({spec.data.image_size} px)",
         "pruning": f"{p.method}, {p.importance} importance, per {p.granularity}, ratio {ratio}"
                    + (f", offsets up to ±{p.offset_max}" if getattr(p, "offset_max", None) else "")
-                   + (f", round to {p.round_to}" if p.round_to else ""),
+                   + (f", round to {p.round_to}" if p.round_to else "")
+                   + (f", iteratively in {p.schedule.steps} steps with {p.schedule.finetune_steps} fine-tune steps "
+                      f"between them" if p.schedule is not None and p.schedule.steps > 1 else ""),
         "fine-tune": f"{f.steps} steps, {f.optimizer}, lr {f.lr}, batch {f.batch_size}"
                      + (f", distilled from the dense model (alpha {f.distill.alpha}, temperature "
                         f"{f.distill.temperature})" if f.distill is not None else ""),

@@ -54,11 +54,23 @@ class StudyContext:
         spec = self.spec
         return next(self.data.train.batches(spec.finetune.batch_size)) if spec.prune.importance == "taylor" else None
 
-    def prune(self, plan: PrunePlan) -> PrunedModel:
-        """A pruned copy of the dense model (the dense model is untouched)."""
+    def prune(self, plan: PrunePlan, *, seed: int | None = None) -> PrunedModel:
+        """A pruned copy of the dense model (the dense model is untouched).
+
+        With ``prune.schedule`` and the ``seed`` of the fine-tune that follows, the plan is reached in steps with
+        ``schedule.finetune_steps`` of fine-tune between them; without a seed (the cheap look of screening, the
+        budget check, the sensitivity scan) in one shot. Both end at the same widths.
+        """
         spec = self.spec
+        schedule = spec.prune.schedule
+        stepped = schedule is not None and seed is not None and schedule.steps > 1
+        between = None
+        if stepped:
+            def between(model: nn.Module, k: int) -> None:
+                self._train(model, schedule.finetune_steps, (seed + 7_919 * (k + 1)) % (2**31 - 1))
         return apply_plan(self.dense.model, plan, self.trace_inputs, importance=spec.prune.importance,
-                          round_to=spec.prune.round_to, calibration=self._calibration())
+                          round_to=spec.prune.round_to, calibration=self._calibration(),
+                          steps=schedule.steps if stepped else 1, between=between)
 
     def global_plan(self, ratio: float) -> PrunePlan:
         """Torch-Pruning's global pruning of the dense model at ``ratio``, capped per group at ``ratio.high``."""
@@ -79,10 +91,13 @@ class StudyContext:
 
     def finetune(self, model: nn.Module, seed: int) -> TrainResult:
         """The brief fine-tune of the spec, in place, with data order ``seed`` (the dense model teaches, if asked)."""
+        return self._train(model, self.spec.finetune.steps, seed)
+
+    def _train(self, model: nn.Module, steps: int, seed: int) -> TrainResult:
         ft = self.spec.finetune
         distill = (Distillation(self.dense.model, ft.distill.alpha, ft.distill.temperature)
                    if ft.distill is not None else None)
-        return train(model, self.data.train, steps=ft.steps, lr=ft.lr, batch_size=ft.batch_size,
+        return train(model, self.data.train, steps=steps, lr=ft.lr, batch_size=ft.batch_size,
                      optimizer=ft.optimizer, seed=seed, distill=distill)
 
     def evaluate(self, model: nn.Module) -> float:
@@ -91,7 +106,7 @@ class StudyContext:
 
     def refinetuned(self, plan: PrunePlan, seed: int) -> PrunedModel:
         """``plan`` pruned and fine-tuned with ``seed``: a trial's model again (re-evaluation, export's re-run)."""
-        pruned = self.prune(plan)
+        pruned = self.prune(plan, seed=seed)
         self.finetune(pruned.model, seed)
         pruned.model.eval()
         return pruned

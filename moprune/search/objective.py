@@ -21,7 +21,7 @@ import torch
 
 from ..errors import TrialFailed
 from ..measure import ArchitectureMeasurement
-from ..pruning import PrunedModel, suggest_plan
+from ..pruning import PrunedModel, PrunePlan, suggest_plan
 from ..record import Baseline, TrialRecord, bounded_traceback
 from .context import StudyContext, finetune_seed
 
@@ -136,6 +136,8 @@ class Objective:
         else:
             seed = finetune_seed(spec.seed, trial.number)
             TrialRecord(finetune_seed=seed).write(trial)
+            if spec.prune.schedule is not None and spec.prune.schedule.steps > 1:
+                pruned, model = self._stepped(plan, seed, pruned, timings)
             with timings.phase("finetune"):
                 ctx.finetune(model, seed)
             with timings.phase("evaluate"):
@@ -150,6 +152,20 @@ class Objective:
         if self.on_trained is not None and not missed:
             self.on_trained(trial, pruned)
         return [float(measured[name]) for name in spec.objectives]
+
+    def _stepped(self, plan: PrunePlan, seed: int, one_shot: PrunedModel, timings: Timings
+                 ) -> tuple[PrunedModel, torch.nn.Module]:
+        """The plan pruned again by ``prune.schedule`` (fine-tunes between steps) for the fine-tune that follows.
+
+        The one-shot model was measured and budget-checked (the widths decide both, and it costs no fine-tune); the
+        stepped one must end at its widths, or it is not the model that was measured.
+        """
+        with timings.phase("prune"):
+            stepped = self.ctx.prune(plan, seed=seed)
+        if stepped.channels != one_shot.channels:
+            differ = sorted(k for k in one_shot.channels if one_shot.channels[k] != stepped.channels.get(k))
+            raise TrialFailed(f"iterative pruning ended at other widths than one-shot pruning ({differ[:3]}...)")
+        return stepped, stepped.model
 
     def _screen(self, model: torch.nn.Module, macs: int) -> ArchitectureMeasurement | None:
         """A quick measurement that already shows the plan over a hard MACs or latency budget, else None.

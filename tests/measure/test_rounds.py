@@ -70,24 +70,37 @@ def test_rounds_continue_until_enough_but_not_past_max_repeats(tmp_path):
     assert len(never.used) == 12 and not never.checked
 
 
+class OneMillisecond:
+    """A timer that reads every pass as 1 ms: the block sizes follow from the durations, not from this machine."""
+
+    method, unit = "fake", "ms"
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> float:
+        return 1.0
+
+
 def test_fast_rounds_are_checked_in_blocks_long_enough_for_the_tick_counters(tmp_path):
-    """A 1 ms round cannot be judged by 10 ms ticks: rounds are grouped into ~20 ms blocks, retaken whole."""
+    """A 2 ms round cannot be judged by 10 ms ticks: rounds are grouped into ~20 ms blocks, retaken whole."""
     proc = FakeProc(tmp_path)
     calls = []
 
     def run() -> None:
-        time.sleep(0.001)
+        pass
 
     def loaded() -> None:
         calls.append(1)
-        time.sleep(0.001)
-        if len(calls) == 5:  # one pass in the second block (the first block is a single round)
+        if len(calls) == 5:  # one pass in the second block (the first block is a single round, the next ten)
             proc.tick(other=5, cpu=0)
 
-    rounds = run_rounds([run, loaded], CpuTimer(), repeats=10, probe=CpuDisturbanceProbe(proc=tmp_path, cpus={0, 1}),
-                        min_check_s=0.02, sleep=lambda _s: None)
+    rounds = run_rounds([run, loaded], OneMillisecond(), repeats=10,
+                        probe=CpuDisturbanceProbe(proc=tmp_path, cpus={0, 1}), min_check_s=0.02,
+                        sleep=lambda _s: None)
     assert rounds.clean >= 10 and not rounds.noisy
-    assert rounds.taken - rounds.clean >= 5, "the disturbed block is discarded whole, not just its one round"
+    # rounds of 2 ms: blocks of ceil(20 / 2) = 10 rounds after the first, and the disturbed one is retaken whole
+    assert rounds.taken - rounds.clean == 10, "the disturbed block is discarded whole, not just its one round"
     assert all(r.other_fraction == 0 for r in rounds.used)
 
 

@@ -81,3 +81,31 @@ def test_pruned_model_still_trains_on_digits():
     train(pruned.model, data.train, steps=20, lr=0.05, batch_size=128, seed=1)
     after = evaluate(pruned.model, data.val)
     assert after > 0.5 and after >= before
+
+
+@pytest.mark.parametrize("round_to", [None, 8])
+def test_iterative_pruning_goes_in_equal_steps_and_ends_at_one_shots_widths(round_to):
+    torch.manual_seed(0)
+    dense = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(1, 3, 16, 16)
+    plan = {g.root: r for g, r in zip(discover_groups(dense, x), (0.3, 0.55, 0.7, 0.15) * 3)}
+    one_shot = apply_plan(dense, plan, x, round_to=round_to)
+    widths = {root: dense.get_submodule(root).out_channels for root in plan}
+    seen = []
+
+    def between(model, k):  # stands in for the brief fine-tune: sees the model part-way, then changes its weights
+        seen.append({root: model.get_submodule(root).out_channels for root in plan})
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(torch.rand_like(p))
+
+    stepped = apply_plan(dense, plan, x, round_to=round_to, steps=3, between=between)
+    assert len(seen) == 2
+    for k, part in enumerate(seen, start=1):
+        for root, ratio in plan.items():
+            keep = int(widths[root] * (1 - ratio * k / 3))
+            assert part[root] == (keep - keep % round_to if round_to else keep), (k, root)
+    assert stepped.channels == one_shot.channels
+    fresh = replay_history(copy.deepcopy(dense), stepped.history, x)
+    assert {k: v.shape for k, v in fresh.state_dict().items()} == \
+        {k: v.shape for k, v in stepped.model.state_dict().items()}

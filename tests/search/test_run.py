@@ -180,3 +180,23 @@ def test_a_distilled_study_runs_end_to_end_and_says_so(session_cwd):
     assert study.user_attrs["spec"]["finetune"]["distill"] == {"alpha": 0.7, "temperature": 3.0}
     methods = report_data(study, spec).setup["methods"]["fine-tune"]
     assert "distilled from the dense model (alpha 0.7, temperature 3.0)" in methods
+
+
+@pytest.mark.slow
+def test_an_iteratively_pruned_study_runs_end_to_end_at_one_shots_widths(session_cwd):
+    from moprune.report.data import report_data
+    from moprune.search.context import prepare_context
+
+    spec = make_spec(name="stepped", storage=f"sqlite:///{session_cwd / 'stepped.db'}",
+                     objectives=["accuracy", "macs"], measure=FAST["measure"],
+                     search={"n_trials": 3, "seed_trials": ["dense", "uniform"]},
+                     prune={"schedule": {"steps": 3, "finetune_steps": 2}}, finetune={"steps": 4})
+    study = run_study(spec, **QUIET)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3 and all(TrialRecord.of(t).fine_tuned for t in done)
+    ctx = prepare_context(spec)
+    for t in done:
+        record = TrialRecord.of(t)
+        assert record.channels == ctx.prune(record.plan).channels  # the widths that were measured
+    assert "iteratively in 3 steps with 2 fine-tune steps between them" in \
+        report_data(study, spec).setup["methods"]["pruning"]
