@@ -3,7 +3,6 @@ enough rounds were taken."""
 
 from __future__ import annotations
 
-import time
 
 from fake_hardware import FakeProc
 from moprune.measure.disturbance import CpuDisturbanceProbe
