@@ -3,7 +3,6 @@ enough rounds were taken."""
 
 from __future__ import annotations
 
-
 from fake_hardware import FakeProc
 from moprune.measure.disturbance import CpuDisturbanceProbe
 from moprune.measure.rounds import median_ci95, run_rounds
