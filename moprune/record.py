@@ -219,10 +219,11 @@ class Baseline:
     latency_ms_p90: float
     macs: int
     params: int
-    source: str  # checkpoint | pretrained | cache
+    source: str  # checkpoint | pretrained | cache | sparsity-trained
     sha256: str
     energy_mj: float | None = None  # measured where the study asks for energy (a meter exists)
     energy_method: str | None = None
+    sparsity_trained_from: str | None = None  # sha256 of the weights model.sparsity_training started from
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

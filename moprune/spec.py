@@ -40,10 +40,21 @@ class PretrainSpec(_Section):
     batch_size: int = Field(128, ge=1)
 
 
+class SparsityTrainingSpec(_Section):
+    """Network slimming (Liu et al., 2017): train the dense model with an L1 penalty on its BatchNorm scales
+    before the study, so the scales that ``importance: bn_scale`` ranks by say which channels can go."""
+
+    l1: float = Field(1e-4, gt=0.0)  # the penalty's weight (the paper's lambda: 1e-4 to 1e-5)
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(0.01, gt=0.0)
+    batch_size: int = Field(128, ge=1)
+
+
 class ModelSpec(_Section):
     arch: str = "resnet18"
     checkpoint: Path | None = None
     pretrain: PretrainSpec = PretrainSpec()
+    sparsity_training: SparsityTrainingSpec | None = None  # null: the dense model as it is
 
     @field_validator("arch")
     @classmethod

@@ -260,7 +260,10 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
     if env.get("driver"):
         device["driver"] = str(env["driver"])
     methods = {
-        "model": f"{spec.model.arch} on {spec.data.name} ({spec.data.image_size} px)",
+        "model": f"{spec.model.arch} on {spec.data.name} ({spec.data.image_size} px)"
+                 + (f"; sparsity-trained dense model (L1 {spec.model.sparsity_training.l1:g} on BatchNorm scales, "
+                    f"{spec.model.sparsity_training.epochs} epoch{'' if spec.model.sparsity_training.epochs == 1 else 's'})"
+                    if spec.model.sparsity_training else ""),
         "pruning": f"{p.method}, {p.importance} importance, per {p.granularity}, ratio {ratio}"
                    + (f", offsets up to ±{p.offset_max}" if getattr(p, "offset_max", None) else "")
                    + (f", round to {p.round_to}" if p.round_to else "")
@@ -289,4 +292,8 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
         if baseline.get("latency_ms_p10") is not None:
             base["latency p10-p90"] = f"{baseline['latency_ms_p10']:.2f}-{baseline['latency_ms_p90']:.2f} ms"
         base["source"] = str(baseline.get("source", "?"))
+        if baseline.get("sha256"):
+            base["weights sha256"] = str(baseline["sha256"])[:12]
+        if baseline.get("sparsity_trained_from"):
+            base["sparsity-trained from"] = str(baseline["sparsity_trained_from"])[:12]
     return {"device": device, "methods": methods, "environment": environment, "dense baseline": base}

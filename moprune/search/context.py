@@ -122,7 +122,8 @@ class StudyContext:
         del twin
         lat, cx = arch.latency.candidate, self.complexity(self.dense.model)
         return Baseline(self.evaluate(self.dense.model), lat.median_ms, lat.p10_ms, lat.p90_ms, cx.macs, cx.params,
-                        self.dense.source, self.dense.sha256, arch.energy_mj, arch.energy_method)
+                        self.dense.source, self.dense.sha256, arch.energy_mj, arch.energy_method,
+                        self.dense.trained_from)
 
 
 def finetune_seed(study_seed: int, trial_number: int, repeat: int = 0) -> int:

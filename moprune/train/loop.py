@@ -65,16 +65,20 @@ def cosine_lr(step: int, total: int, base_lr: float, warmup: int = 0) -> float:
 
 
 def train(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size: int, optimizer: str = "sgd",
-          seed: int, warmup: int = 0, distill: Distillation | None = None) -> TrainResult:
+          seed: int, warmup: int = 0, distill: Distillation | None = None, l1_bn: float = 0.0) -> TrainResult:
     """Train ``model`` in place for ``steps`` optimizer steps over shuffled epochs of ``split``.
 
     The data order comes from ``seed`` alone, so a fine-tune is reproducible and can be re-run on fresh seeds.
     With ``distill`` each step also runs the teacher on the same batch (no gradient) and mixes its soft targets in.
+    ``l1_bn`` adds ``l1_bn * |gamma|`` of every BatchNorm scale to the loss (its subgradient, as network slimming
+    does), pushing the scales of unneeded channels to zero.
     """
     start = time.perf_counter()
     if steps == 0:
         return TrainResult(0, float("nan"), 0.0)
     opt = make_optimizer(optimizer, model.parameters(), lr)
+    scales = [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine] \
+        if l1_bn else []  # (the same list as models.batch_norm_scales; models imports this module, not back)
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
     if distill is not None:
@@ -93,6 +97,9 @@ def train(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size: 
                 loss = distillation_loss(model(x), soft, y, distill.alpha, distill.temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for gamma in scales:
+                if gamma.grad is not None:
+                    gamma.grad.add_(torch.sign(gamma.detach()), alpha=l1_bn)
             opt.step()
             step += 1
             if step == steps or step % 25 == 0:

@@ -31,6 +31,7 @@ class DenseModel:
     weights_path: Path
     sha256: str
     val_accuracy: float
+    trained_from: str | None = None  # sha256 of the weights sparsity training started from (None: not slimmed)
 
 
 def build_model(arch: str, num_classes: int) -> nn.Module:
@@ -92,22 +93,80 @@ def _num_outputs(model: nn.Module) -> int | str:
     return heads[-1].out_features if heads else "?"
 
 
-def dense_weights_path(spec: StudySpec, num_classes: int) -> Path:
-    """Where the dense weights are: the user's checkpoint, else the pretrain cache entry for this recipe."""
+def _base_weights_path(spec: StudySpec, num_classes: int) -> Path:
+    """The user's checkpoint, else the pretrain cache entry for this recipe (before any sparsity training)."""
     if spec.model.checkpoint is not None:
         return Path(spec.model.checkpoint)
     return CACHE_DIR / f"{spec.model.arch.replace(':', '.')}-{pretrain_key(spec, num_classes)}.pt"
 
 
+def sparsity_key(spec: StudySpec, base_sha256: str) -> str:
+    """Hash of what determines a sparsity-trained dense model: the weights it starts from and the recipe."""
+    st = spec.model.sparsity_training
+    assert st is not None
+    recipe = {"format": _CACHE_FORMAT, "from": base_sha256, "sparsity_training": st.model_dump(), "seed": spec.seed,
+              "data": spec.data.model_dump(mode="json", exclude={"download"}), "torch": torch.__version__.split("+")[0]}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dense_weights_path(spec: StudySpec, num_classes: int) -> Path:
+    """Where the study's dense weights are: the checkpoint or pretrain cache entry, or, with
+    ``model.sparsity_training``, the cache entry of that stage run on them."""
+    base = _base_weights_path(spec, num_classes)
+    if spec.model.sparsity_training is None or not base.is_file():
+        return base
+    return CACHE_DIR / f"{spec.model.arch.replace(':', '.')}-{sparsity_key(spec, file_sha256(base))}-slim.pt"
+
+
+def batch_norm_scales(model: nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
+
+
 def load_dense(spec: StudySpec, data: DataBundle, device: torch.device) -> DenseModel:
-    """The dense model on ``device`` in eval mode: from the checkpoint, the pretrain cache, or pretrained now."""
+    """The dense model on ``device`` in eval mode: from the checkpoint, the pretrain cache, or pretrained now;
+    then, with ``model.sparsity_training``, slimmed (or loaded from that stage's cache)."""
     model = build_model(spec.model.arch, data.num_classes)
+    if spec.model.sparsity_training is not None and not batch_norm_scales(model):
+        raise SpecError(f"model.sparsity_training: {spec.model.arch} has no BatchNorm layers whose scales L1 could "
+                        f"make sparse; remove model.sparsity_training for this model")
+    dense = _load_base(spec, data, device, model)
+    return _sparsity_trained(spec, data, device, dense) if spec.model.sparsity_training is not None else dense
+
+
+def _sparsity_trained(spec: StudySpec, data: DataBundle, device: torch.device, base: DenseModel) -> DenseModel:
+    st = spec.model.sparsity_training
+    assert st is not None
+    path = dense_weights_path(spec, data.num_classes)
+    model = base.model
+    if path.is_file():
+        load_checkpoint(model, path)
+        source = "cache"
+    else:
+        steps = st.epochs * -(-len(data.train) // st.batch_size)
+        log.info("sparsity training (L1 %g on BatchNorm scales) of dense %s for %d epochs (%d steps); cached in %s",
+                 st.l1, spec.model.arch, st.epochs, steps, path)
+        train(model, data.train, steps=steps, lr=st.lr, batch_size=st.batch_size, seed=spec.seed + 1, l1_bn=st.l1)
+        _save_atomically(model, path)
+        source = "sparsity-trained"
+    model.eval()
+    return DenseModel(model, source, path, file_sha256(path), evaluate(model, data.val), trained_from=base.sha256)
+
+
+def _save_atomically(model: nn.Module, path: Path) -> None:
+    """A killed training never leaves a half-written cache entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
+    tmp.replace(path)
+
+
+def _load_base(spec: StudySpec, data: DataBundle, device: torch.device, model: nn.Module) -> DenseModel:
     if spec.model.checkpoint is not None:
         path, source = Path(spec.model.checkpoint), "checkpoint"
         load_checkpoint(model, path)
         model.to(device)
     else:
-        path = dense_weights_path(spec, data.num_classes)
+        path = _base_weights_path(spec, data.num_classes)
         if path.is_file():
             source = "cache"
             load_checkpoint(model, path)
@@ -122,9 +181,6 @@ def load_dense(spec: StudySpec, data: DataBundle, device: torch.device) -> Dense
                 model = build_model(spec.model.arch, data.num_classes).to(device)
             train(model, data.train, steps=pre.epochs * steps_per_epoch, lr=pre.lr, batch_size=pre.batch_size,
                   seed=spec.seed, warmup=steps_per_epoch // 2)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
-            tmp.replace(path)  # atomic: a killed pretraining never leaves a half-written cache entry
+            _save_atomically(model, path)
     model.eval()
     return DenseModel(model, source, path, file_sha256(path), evaluate(model, data.val))

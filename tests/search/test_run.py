@@ -200,3 +200,25 @@ def test_an_iteratively_pruned_study_runs_end_to_end_at_one_shots_widths(session
         assert record.channels == ctx.prune(record.plan).channels  # the widths that were measured
     assert "iteratively in 3 steps with 2 fine-tune steps between them" in \
         report_data(study, spec).setup["methods"]["pruning"]
+
+
+@pytest.mark.slow
+def test_a_study_on_a_sparsity_trained_dense_model_records_which_dense_model_it_used(session_cwd):
+    from moprune.record import baseline_of
+    from moprune.report.data import report_data
+    from moprune.train import dense_weights_path, file_sha256
+
+    slim = {"l1": 1e-4, "epochs": 1, "lr": 0.01, "batch_size": 128}
+    spec = make_spec(name="slimmed", storage=f"sqlite:///{session_cwd / 'slimmed.db'}",
+                     model={"sparsity_training": slim}, prune={"importance": "bn_scale"},
+                     objectives=["accuracy", "macs"], measure=FAST["measure"],
+                     search={"n_trials": 2, "seed_trials": ["dense", "uniform"]})
+    study = run_study(spec, **QUIET)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    baseline = baseline_of(study)
+    base = make_spec(name="slimmed")  # the same recipe without the sparsity stage: the weights it started from
+    assert baseline.sparsity_trained_from == file_sha256(dense_weights_path(base, 10))
+    assert baseline.sha256 == file_sha256(dense_weights_path(spec, 10)) != baseline.sparsity_trained_from
+    setup = report_data(study, spec).setup
+    assert "sparsity-trained dense model (L1 0.0001 on BatchNorm scales, 1 epoch)" in setup["methods"]["model"]
+    assert setup["dense baseline"]["sparsity-trained from"] == baseline.sparsity_trained_from[:12]
