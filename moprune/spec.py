@@ -102,7 +102,10 @@ class ScheduleSpec(_Section):
 
 
 class PruneSpec(_Section):
-    method: Literal["channel"] = "channel"
+    # channel: channels removed (every kernel does less); unstructured / nm: weights zeroed (dense kernels run them
+    # at the dense speed, as the measurements show; nm's 2:4 is what sparse tensor cores accelerate)
+    method: Literal["channel", "unstructured", "nm"] = "channel"
+    nm: str = "2:4"  # N:M pattern of method nm: N weights kept of every M
     importance: Literal["l1", "l2", "taylor", "bn_scale", "random"] = "l2"
     granularity: Literal["group", "block", "stage", "global"] = "group"
     ratio: RatioSpec = RatioSpec()
@@ -111,6 +114,29 @@ class PruneSpec(_Section):
     offset_max: float = Field(0.3, ge=0.0, lt=1.0)
     round_to: int | None = Field(None, ge=1)
     schedule: ScheduleSpec | None = None  # null: one-shot pruning
+
+    @field_validator("nm")
+    @classmethod
+    def _nm_pattern(cls, nm: str) -> str:
+        match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", nm)
+        if not match or not 0 < int(match.group(1)) < int(match.group(2)):
+            raise ValueError("write N:M with 0 < N < M, e.g. 2:4 (2 weights kept of every 4)")
+        return f"{int(match.group(1))}:{int(match.group(2))}"
+
+    @model_validator(mode="after")
+    def _sparse_options(self) -> PruneSpec:
+        if self.method == "channel":
+            return self
+        if self.round_to is not None:
+            raise ValueError(f"round_to ({self.round_to}) rounds channel counts; method {self.method} removes no "
+                             f"channels: remove round_to or use method channel")
+        if self.schedule is not None:
+            raise ValueError(f"schedule is iterative channel pruning; method {self.method} takes no schedule: "
+                             f"remove schedule or use method channel")
+        if self.importance not in ("l1", "l2"):
+            raise ValueError(f"method {self.method} zeroes the smallest weights by magnitude; importance "
+                             f"{self.importance!r} ranks channels: use l1 or l2")
+        return self
 
 
 class DistillSpec(_Section):
@@ -262,6 +288,13 @@ class StudySpec(_Section):
         if len(set(objectives)) != len(objectives):
             raise ValueError("each objective may appear once")
         return objectives
+
+    @model_validator(mode="after")
+    def _global_needs_channels(self) -> StudySpec:
+        if self.prune.method != "channel" and "global" in self.search.seed_trials:
+            raise ValueError(f"search.seed_trials: 'global' is Torch-Pruning's global channel pruning; prune.method "
+                             f"{self.prune.method} removes no channels: leave 'global' out")
+        return self
 
     @property
     def storage_url(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,6 +20,8 @@ class PrunedModel:
     model: nn.Module
     history: list[Any]  # Torch-Pruning's pruning_history(): JSON-able, replays on a fresh dense model
     channels: dict[str, int]  # layer name -> kept out-channels (Conv2d / Linear)
+    # unstructured / N:M sparsity: parameter name -> 0/1 mask the fine-tune must hold (empty for channel pruning)
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def make_importance(name: str) -> tp.importance.Importance:

@@ -26,11 +26,16 @@ def classifier_of(model: nn.Module) -> nn.Module:
 
 @dataclass(frozen=True)
 class PruneGroup:
-    """One DependencyGraph group: its root layer, every coupled layer, and the root's out-channels."""
+    """One DependencyGraph group: its root layer, every coupled layer, and the root's out-channels.
+
+    ``outputs`` are the Conv2d/Linear layers whose *output* channels the group removes (the root and the layers a
+    residual sum couples to it): the layers whose weights unstructured and N:M sparsity thin for this group.
+    """
 
     root: str
     members: tuple[str, ...]
     channels: int
+    outputs: tuple[str, ...] = ()
 
 
 def discover_groups(model: nn.Module, example_inputs: torch.Tensor) -> list[PruneGroup]:
@@ -43,6 +48,9 @@ def discover_groups(model: nn.Module, example_inputs: torch.Tensor) -> list[Prun
         root = group[0].dep.target.module
         members = sorted({names[d.target.module] for d, _ in group if d.target.module in names}
                          | {names[root]})
-        groups.append(PruneGroup(names[root], tuple(members), graph.get_out_channels(root)))
+        outputs = sorted({names[d.target.module] for d, _ in group
+                          if d.target.module in names and isinstance(d.target.module, (nn.Conv2d, nn.Linear))
+                          and graph.is_out_channel_pruning_fn(d.handler)} | {names[root]})
+        groups.append(PruneGroup(names[root], tuple(members), graph.get_out_channels(root), tuple(outputs)))
     order = {n: i for i, n in enumerate(names.values())}
     return sorted(groups, key=lambda g: order[g.root])

@@ -19,7 +19,7 @@ from ..pareto import (Pick, directions_of, hypervolume_history, knee_point, obje
                       sort_by_first, trials_frame)
 from ..record import baseline_of, environment_of, sensitivity_of
 from ..spec import StudySpec
-from .tables import format_value, plan_summary
+from .tables import format_value, plan_summary, sparsity_note
 
 #: How each trial is styled: on the feasible front, feasible but dominated, infeasible, or failed (no values).
 STATUSES = ("front", "dominated", "infeasible", "failed")
@@ -57,6 +57,7 @@ class ReportData:
     screen_cost: str = "latency_ms"
     pick: Pick | None = None  # the trial `dashboard --pick RULE` chose (e.g. a weighted pick), marked in the report
     pick_rule: str | None = None
+    sparsity_note: str | None = None  # unstructured / N:M: zeroed weights run at dense speed (with what was measured)
 
 
 def report_data(study: optuna.Study, spec: StudySpec, screened: optuna.Study | None = None,
@@ -91,6 +92,7 @@ def report_data(study: optuna.Study, spec: StudySpec, screened: optuna.Study | N
         importances=importances, importance_notes=notes, setup=_setup(study, spec, baseline),
         sensitivity=sensitivity_frame(sensitivity_of(study)),
         counts={s: int((trials["status"] == s).sum()) for s in STATUSES}, pick=picked, pick_rule=pick,
+        sparsity_note=sparsity_note(study),
         **(dict(zip(("screen", "screen_cost"), screen_frame(screened, study))) if screened is not None else {}),
     )
 
@@ -264,7 +266,8 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
                  + (f"; sparsity-trained dense model (L1 {spec.model.sparsity_training.l1:g} on BatchNorm scales, "
                     f"{spec.model.sparsity_training.epochs} epoch{'' if spec.model.sparsity_training.epochs == 1 else 's'})"
                     if spec.model.sparsity_training else ""),
-        "pruning": f"{p.method}, {p.importance} importance, per {p.granularity}, ratio {ratio}"
+        "pruning": f"{p.method}" + (f" {p.nm}" if p.method == "nm" else "")
+                   + f", {p.importance} importance, per {p.granularity}, ratio {ratio}"
                    + (f", offsets up to ±{p.offset_max}" if getattr(p, "offset_max", None) else "")
                    + (f", round to {p.round_to}" if p.round_to else "")
                    + (f", iteratively in {p.schedule.steps} steps with {p.schedule.finetune_steps} fine-tune steps "

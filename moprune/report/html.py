@@ -166,7 +166,9 @@ def render_html(d: ReportData) -> str:
     title = f"moprune report: {d.study_name}"
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<meta name=viewport content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p class=summary>{html.escape(summary)}</p>{''.join(parts)}</body></html>")
+            f"<h1>{html.escape(title)}</h1><p class=summary>{html.escape(summary)}</p>"
+            + (f"<p class=note>{html.escape(d.sparsity_note)}</p>" if d.sparsity_note else "")
+            + f"{''.join(parts)}</body></html>")
 
 
 def write_dashboard(study: optuna.Study, spec: StudySpec, out: Path, screened: optuna.Study | None = None,

@@ -7,7 +7,9 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from ..record import TrialRecord, environment_of
+import statistics
+
+from ..record import TrialRecord, environment_of, spec_of
 from .measured import format_measured_with, measured_with
 
 
@@ -99,5 +101,25 @@ def format_table(frame: pd.DataFrame, objectives: list[str]) -> str:
 
 def measured_note(study: optuna.Study) -> list[str]:
     """Where and how the table's numbers were measured (device, timer, threads, energy meter): lines for a footer."""
-    used = measured_with(TrialRecord.of(t) for t in study.get_trials(deepcopy=False))
-    return format_measured_with(used, environment_of(study))
+    records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
+    note = sparsity_note(study, records)
+    return format_measured_with(measured_with(records), environment_of(study)) + ([note] if note else [])
+
+
+def sparsity_note(study: optuna.Study, records: list[TrialRecord] | None = None) -> str | None:
+    """For unstructured / N:M studies: that zeroed weights run at dense speed, with the speedups this study measured.
+
+    A user comparing these fronts with channel pruning's must not read fewer non-zero parameters as a faster model.
+    """
+    prune = (spec_of(study) or {}).get("prune") or {}
+    method = prune.get("method", "channel")
+    if method == "channel":
+        return None
+    if records is None:
+        records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
+    speedups = sorted(r.speedup for r in records if r.speedup is not None and r.plan and any(r.plan.values()))
+    what = f"N:M {prune.get('nm', '2:4')}" if method == "nm" else "unstructured"
+    measured = (f"measured speedups of the {len(speedups)} sparse trials: median {statistics.median(speedups):.2f}x "
+                f"({speedups[0]:.2f}-{speedups[-1]:.2f}x)" if speedups else "no sparse trial measured yet")
+    return (f"prune.method {method} ({what} sparsity): weights are zeroed, not removed, so dense kernels run them at "
+            f"the dense speed; {measured}; MACs are what a dense kernel executes, params count non-zeros")

@@ -8,6 +8,7 @@ export's re-run all call these methods, so a plan is pruned, timed and fine-tune
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import platform
@@ -19,8 +20,8 @@ from torch import nn
 
 from ..measure import (ArchitectureCache, ArchitectureMeasurement, Complexity, MeasureSettings, count_complexity,
                        device_name, measure_architecture, resolve_device)
-from ..pruning import (PruneGroup, PrunedModel, PrunePlan, SearchUnit, apply_plan, discover_groups, global_plan,
-                       search_units)
+from ..pruning import (PruneGroup, PrunedModel, PrunePlan, SearchUnit, apply_plan, apply_sparsity, discover_groups,
+                       global_plan, mask_holder, nonzero_params, search_units)
 from ..record import Baseline
 from ..spec import StudySpec
 from ..train import (DataBundle, DenseModel, Distillation, TrainResult, evaluate, load_data, load_dense,
@@ -62,6 +63,8 @@ class StudyContext:
         budget check, the sensitivity scan) in one shot. Both end at the same widths.
         """
         spec = self.spec
+        if spec.prune.method != "channel":
+            return apply_sparsity(self.dense.model, plan, self.groups, method=spec.prune.method, nm=spec.prune.nm)
         schedule = spec.prune.schedule
         stepped = schedule is not None and seed is not None and schedule.steps > 1
         between = None
@@ -80,7 +83,12 @@ class StudyContext:
                            calibration=self._calibration())
 
     def complexity(self, model: nn.Module) -> Complexity:
-        return count_complexity(model, self.trace_inputs)
+        """MACs and parameters of one sample; with zeroed weights (unstructured, N:M) the parameters that are not
+        zero, while the MACs stay what a dense kernel executes: zeros are multiplied too."""
+        cx = count_complexity(model, self.trace_inputs)
+        if self.spec.prune.method != "channel":
+            return dataclasses.replace(cx, params=nonzero_params(model))
+        return cx
 
     def measure(self, model: nn.Module, *, energy: bool | None = None, screen: bool = False
                 ) -> ArchitectureMeasurement:
@@ -89,16 +97,18 @@ class StudyContext:
                                     want_energy=self.wants_energy if energy is None else energy, screen=screen,
                                     cache=self.cache)
 
-    def finetune(self, model: nn.Module, seed: int) -> TrainResult:
-        """The brief fine-tune of the spec, in place, with data order ``seed`` (the dense model teaches, if asked)."""
-        return self._train(model, self.spec.finetune.steps, seed)
+    def finetune(self, model: nn.Module, seed: int, masks: dict[str, torch.Tensor] | None = None) -> TrainResult:
+        """The brief fine-tune of the spec, in place, with data order ``seed`` (the dense model teaches, if asked);
+        ``masks`` (a sparse plan's, ``PrunedModel.masks``) keep the zeroed weights zero after every step."""
+        return self._train(model, self.spec.finetune.steps, seed, masks)
 
-    def _train(self, model: nn.Module, steps: int, seed: int) -> TrainResult:
+    def _train(self, model: nn.Module, steps: int, seed: int, masks: dict[str, torch.Tensor] | None = None
+               ) -> TrainResult:
         ft = self.spec.finetune
         distill = (Distillation(self.dense.model, ft.distill.alpha, ft.distill.temperature)
                    if ft.distill is not None else None)
         return train(model, self.data.train, steps=steps, lr=ft.lr, batch_size=ft.batch_size,
-                     optimizer=ft.optimizer, seed=seed, distill=distill)
+                     optimizer=ft.optimizer, seed=seed, distill=distill, after_step=mask_holder(model, masks or {}))
 
     def evaluate(self, model: nn.Module) -> float:
         """Top-1 accuracy on the validation split."""
@@ -107,7 +117,7 @@ class StudyContext:
     def refinetuned(self, plan: PrunePlan, seed: int) -> PrunedModel:
         """``plan`` pruned and fine-tuned with ``seed``: a trial's model again (re-evaluation, export's re-run)."""
         pruned = self.prune(plan, seed=seed)
-        self.finetune(pruned.model, seed)
+        self.finetune(pruned.model, seed, pruned.masks)
         pruned.model.eval()
         return pruned
 

@@ -139,7 +139,7 @@ class Objective:
             if spec.prune.schedule is not None and spec.prune.schedule.steps > 1:
                 pruned, model = self._stepped(plan, seed, pruned, timings)
             with timings.phase("finetune"):
-                ctx.finetune(model, seed)
+                ctx.finetune(model, seed, pruned.masks)
             with timings.phase("evaluate"):
                 measured["accuracy"] = ctx.evaluate(model)
         bad = [f"{name}={measured[name]}" for name in (*spec.objectives, "accuracy")

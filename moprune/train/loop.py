@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -65,13 +66,15 @@ def cosine_lr(step: int, total: int, base_lr: float, warmup: int = 0) -> float:
 
 
 def train(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size: int, optimizer: str = "sgd",
-          seed: int, warmup: int = 0, distill: Distillation | None = None, l1_bn: float = 0.0) -> TrainResult:
+          seed: int, warmup: int = 0, distill: Distillation | None = None, l1_bn: float = 0.0,
+          after_step: Callable[[], None] | None = None) -> TrainResult:
     """Train ``model`` in place for ``steps`` optimizer steps over shuffled epochs of ``split``.
 
     The data order comes from ``seed`` alone, so a fine-tune is reproducible and can be re-run on fresh seeds.
     With ``distill`` each step also runs the teacher on the same batch (no gradient) and mixes its soft targets in.
     ``l1_bn`` adds ``l1_bn * |gamma|`` of every BatchNorm scale to the loss (its subgradient, as network slimming
-    does), pushing the scales of unneeded channels to zero.
+    does), pushing the scales of unneeded channels to zero. ``after_step`` runs after every optimizer step (sparsity
+    masks are held there).
     """
     start = time.perf_counter()
     if steps == 0:
@@ -101,6 +104,8 @@ def train(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size: 
                 if gamma.grad is not None:
                     gamma.grad.add_(torch.sign(gamma.detach()), alpha=l1_bn)
             opt.step()
+            if after_step is not None:
+                after_step()
             step += 1
             if step == steps or step % 25 == 0:
                 loss_value = float(loss.detach())  # a device sync: only every 25 steps

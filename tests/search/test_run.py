@@ -222,3 +222,26 @@ def test_a_study_on_a_sparsity_trained_dense_model_records_which_dense_model_it_
     setup = report_data(study, spec).setup
     assert "sparsity-trained dense model (L1 0.0001 on BatchNorm scales, 1 epoch)" in setup["methods"]["model"]
     assert setup["dense baseline"]["sparsity-trained from"] == baseline.sparsity_trained_from[:12]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["unstructured", "nm"])
+def test_a_sparse_study_runs_end_to_end_and_says_zeroed_weights_run_at_dense_speed(session_cwd, method, capsys):
+    from moprune.report.data import report_data
+
+    spec = make_spec(name=f"sparse-{method}", storage=f"sqlite:///{session_cwd / f'sparse-{method}.db'}",
+                     prune={"method": method, "importance": "l1"}, objectives=["accuracy", "latency_ms", "params"],
+                     measure=FAST["measure"], search={"n_trials": 3, "seed_trials": ["dense", "uniform"]})
+    study = run_study(spec, **QUIET)
+    done = [TrialRecord.of(t) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert len(done) == 3 and all(r.fine_tuned for r in done)
+    dense = study.user_attrs["baseline"]
+    sparse = [r for r in done if any(r.plan.values())]
+    assert sparse and all(r.macs == dense["macs"] for r in done), "a dense kernel multiplies the zeros too"
+    assert all(r.params < 0.75 * dense["params"] for r in sparse), "params count the non-zeros"
+    assert all(r.channels == done[0].channels for r in done), "no channel is removed"
+    assert main(["pareto", str(spec_file(spec)), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert f"prune.method {method}" in out and "dense kernels run them at the dense speed" in out
+    assert f"measured speedups of the {len(sparse)} sparse trials: median" in out
+    assert "dense speed" in report_data(study, spec).sparsity_note
