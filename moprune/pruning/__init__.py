@@ -8,10 +8,11 @@ from .apply import PrunedModel, apply_plan, kept_channels, make_importance, repl
 from .groups import PruneGroup, classifier_of, discover_groups
 from .global_plan import global_plan, local_ratio
 from .plan import GLOBAL_PARAM, PrunePlan, nearest_params, offset_param, plan_params, suggest_plan
-from .sparse import SPARSE_METHODS, apply_sparsity, mask_holder, nm_mask, nonzero_params, parse_nm, sparsity_of
+from .sparse import (SPARSE_METHODS, apply_sparsity, mask_holder, nm_mask, nonzero_params, parse_nm,
+                     semi_structured_linears, sparsity_of)
 from .units import SearchUnit, search_units
 
 __all__ = ["GLOBAL_PARAM", "PruneGroup", "PrunePlan", "PrunedModel", "SPARSE_METHODS", "SearchUnit", "apply_plan",
            "apply_sparsity", "classifier_of", "discover_groups", "global_plan", "kept_channels", "local_ratio",
            "make_importance", "mask_holder", "nearest_params", "nm_mask", "nonzero_params", "offset_param", "parse_nm",
-           "plan_params", "replay_history", "search_units", "sparsity_of", "suggest_plan"]
+           "plan_params", "replay_history", "search_units", "semi_structured_linears", "sparsity_of", "suggest_plan"]

@@ -16,6 +16,7 @@ other layers (a 3-channel stem, depthwise convolutions) are left dense.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 
 import torch
@@ -25,6 +26,8 @@ from torch.nn.utils import prune as torch_prune
 from .apply import PrunedModel, kept_channels
 from .groups import PruneGroup
 from .plan import PrunePlan
+
+log = logging.getLogger(__name__)
 
 SPARSE_METHODS = ("unstructured", "nm")
 
@@ -105,3 +108,30 @@ def sparsity_of(model: nn.Module, masks: dict[str, torch.Tensor]) -> float:
     """Zeroed share of the weights that carry a mask (0 when there are none)."""
     total = sum(mask.numel() for mask in masks.values())
     return 1.0 - sum(float(mask.sum()) for mask in masks.values()) / total if total else 0.0
+
+
+def semi_structured_linears(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """A copy of ``model`` whose 2:4-sparse Linear weights are ``torch.sparse.to_sparse_semi_structured`` tensors.
+
+    What a 2:4 model deploys as on an Ampere-or-newer GPU: the sparse tensor cores then do half the multiplies.
+    Only 2-D weights convert (torch has no semi-structured convolution), and only those that already hold the
+    pattern (at most 2 non-zeros in every 4); a layer whose shape or dtype the kernels refuse stays dense.
+    Returns the copy and the layers converted. CUDA only: the caller decides.
+    """
+    from torch.sparse import to_sparse_semi_structured
+
+    copied = copy.deepcopy(model).eval()
+    converted = []
+    for name, layer in list(copied.named_modules()):
+        if not isinstance(layer, nn.Linear) or layer.in_features % 4:
+            continue
+        weight = layer.weight.detach()
+        if int((weight.reshape(weight.shape[0], -1, 4) != 0).sum(dim=-1).max()) > 2:
+            continue  # not 2:4 (the classifier, or a layer the plan left dense)
+        try:
+            layer.weight = nn.Parameter(to_sparse_semi_structured(weight.contiguous()), requires_grad=False)
+        except RuntimeError as exc:  # shape or dtype the kernels do not take: timed dense, as it would run
+            log.info("%s stays dense for timing: %s", name, exc)
+            continue
+        converted.append(name)
+    return copied, converted

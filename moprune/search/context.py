@@ -21,7 +21,7 @@ from torch import nn
 from ..measure import (ArchitectureCache, ArchitectureMeasurement, Complexity, MeasureSettings, count_complexity,
                        device_name, measure_architecture, resolve_device)
 from ..pruning import (PruneGroup, PrunedModel, PrunePlan, SearchUnit, apply_plan, apply_sparsity, discover_groups,
-                       global_plan, mask_holder, nonzero_params, search_units)
+                       global_plan, mask_holder, nonzero_params, search_units, semi_structured_linears)
 from ..record import Baseline
 from ..spec import StudySpec
 from ..train import (DataBundle, DenseModel, Distillation, TrainResult, evaluate, load_data, load_dense,
@@ -92,10 +92,25 @@ class StudyContext:
 
     def measure(self, model: nn.Module, *, energy: bool | None = None, screen: bool = False
                 ) -> ArchitectureMeasurement:
-        """Latency paired against the dense model (and energy, by default when the study wants it)."""
+        """Latency paired against the dense model (and energy, by default when the study wants it).
+
+        Zeroed weights (unstructured, N:M) leave every shape as it was, so those measurements are never shared by
+        shape; a 2:4 model on a GPU with sparse tensor cores is timed as it deploys, its 2:4 Linear weights in
+        torch's semi-structured format.
+        """
+        sparse = self.spec.prune.method != "channel"
+        if sparse and self._sparse_kernels():
+            model, converted = semi_structured_linears(model)
+            log.debug("timing %d Linear layers as 2:4 semi-structured tensors", len(converted))
         return measure_architecture(model, self.dense.model, self.measure_inputs, self.settings, device=self.device,
                                     want_energy=self.wants_energy if energy is None else energy, screen=screen,
-                                    cache=self.cache)
+                                    cache=None if sparse else self.cache)
+
+    def _sparse_kernels(self) -> bool:
+        """2:4 on an Ampere-or-newer CUDA device: where torch's semi-structured sparse kernels run."""
+        prune = self.spec.prune
+        return (prune.method == "nm" and prune.nm == "2:4" and self.device.type == "cuda"
+                and torch.cuda.get_device_capability(self.device) >= (8, 0))
 
     def finetune(self, model: nn.Module, seed: int, masks: dict[str, torch.Tensor] | None = None) -> TrainResult:
         """The brief fine-tune of the spec, in place, with data order ``seed`` (the dense model teaches, if asked);

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torchvision
 from torch import nn
 
-from moprune.pruning import apply_sparsity, discover_groups, mask_holder, nm_mask, nonzero_params, sparsity_of
+from moprune.pruning import (apply_sparsity, discover_groups, mask_holder, nm_mask, nonzero_params,
+                             semi_structured_linears, sparsity_of)
 from moprune.spec import DataSpec
 from moprune.train import load_data, train
 
@@ -67,3 +69,30 @@ def test_the_fine_tune_holds_the_masks():
     assert all(float(params[name].detach()[zero].abs().max()) == 0.0 for name, zero in zeros.items())
     moved = any(not torch.equal(params[n], model.state_dict()[n] * pruned.masks[n]) for n in pruned.masks)
     assert moved, "the kept weights trained"
+
+
+@pytest.mark.gpu
+def test_two_four_linears_become_semi_structured_on_a_gpu_and_compute_the_same():
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("semi-structured sparse kernels need an Ampere-or-newer GPU")
+    model = nn.Sequential(nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 10)).cuda().eval()
+    with torch.no_grad():
+        model[0].weight.mul_(nm_mask(model[0].weight, 2, 4))
+    sparse, converted = semi_structured_linears(model)
+    assert converted == ["0"], "only the 2:4 layer; the dense classifier stays dense"
+    x = torch.randn(64, 128, device="cuda")
+    with torch.no_grad():
+        assert torch.allclose(sparse(x), model(x), atol=1e-3, rtol=1e-3)
+
+
+
+def test_where_the_kernels_refuse_a_layer_it_is_timed_dense_as_it_would_run():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)).eval()
+    with torch.no_grad():
+        model[0].weight.mul_(nm_mask(model[0].weight, 2, 4))
+    copied, converted = semi_structured_linears(model)  # on the CPU torch refuses semi-structured tensors
+    assert converted == [] and copied is not model
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        assert torch.equal(copied(x), model(x))
