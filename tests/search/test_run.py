@@ -172,11 +172,11 @@ def test_a_distilled_study_runs_end_to_end_and_says_so(session_cwd):
 
     spec = make_spec(name="distilled", storage=f"sqlite:///{session_cwd / 'distilled.db'}",
                      objectives=["accuracy", "macs"], measure=FAST["measure"],
-                     search={"n_trials": 3, "seed_trials": ["dense", "uniform"]},
+                     search={"n_trials": 2, "seed_trials": ["dense", "uniform"]},
                      finetune={"steps": 4, "distill": {"alpha": 0.7, "temperature": 3.0}})
     study = run_study(spec, **QUIET)
     done = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(done) == 3 and all(TrialRecord.of(t).fine_tuned for t in done)
+    assert len(done) == 2 and all(TrialRecord.of(t).fine_tuned for t in done)
     assert study.user_attrs["spec"]["finetune"]["distill"] == {"alpha": 0.7, "temperature": 3.0}
     methods = report_data(study, spec).setup["methods"]["fine-tune"]
     assert "distilled from the dense model (alpha 0.7, temperature 3.0)" in methods
@@ -189,11 +189,11 @@ def test_an_iteratively_pruned_study_runs_end_to_end_at_one_shots_widths(session
 
     spec = make_spec(name="stepped", storage=f"sqlite:///{session_cwd / 'stepped.db'}",
                      objectives=["accuracy", "macs"], measure=FAST["measure"],
-                     search={"n_trials": 3, "seed_trials": ["dense", "uniform"]},
+                     search={"n_trials": 2, "seed_trials": ["dense", "uniform"]},
                      prune={"schedule": {"steps": 3, "finetune_steps": 2}}, finetune={"steps": 4})
     study = run_study(spec, **QUIET)
     done = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(done) == 3 and all(TrialRecord.of(t).fine_tuned for t in done)
+    assert len(done) == 2 and all(TrialRecord.of(t).fine_tuned for t in done)
     ctx = prepare_context(spec)
     for t in done:
         record = TrialRecord.of(t)
@@ -231,10 +231,10 @@ def test_a_sparse_study_runs_end_to_end_and_says_zeroed_weights_run_at_dense_spe
 
     spec = make_spec(name=f"sparse-{method}", storage=f"sqlite:///{session_cwd / f'sparse-{method}.db'}",
                      prune={"method": method, "importance": "l1"}, objectives=["accuracy", "latency_ms", "params"],
-                     measure=FAST["measure"], search={"n_trials": 3, "seed_trials": ["dense", "uniform"]})
+                     measure=FAST["measure"], search={"n_trials": 2, "seed_trials": ["dense", "uniform"]})
     study = run_study(spec, **QUIET)
     done = [TrialRecord.of(t) for t in study.get_trials(states=(TrialState.COMPLETE,))]
-    assert len(done) == 3 and all(r.fine_tuned for r in done)
+    assert len(done) == 2 and all(r.fine_tuned for r in done)
     dense = study.user_attrs["baseline"]
     sparse = [r for r in done if any(r.plan.values())]
     assert sparse and all(r.macs == dense["macs"] for r in done), "a dense kernel multiplies the zeros too"
