@@ -131,17 +131,25 @@ def cuda_graph_runner(model: nn.Module, inputs: torch.Tensor) -> Callable[[], No
     """
     device = inputs.device
     try:
-        side = torch.cuda.Stream(device=device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
+        # Capture and replay run on the *current* device's streams: make the model's device current for both, or a
+        # worker on cuda:1 captures on cuda:0 (an error, or an empty graph timed) while its model lives on cuda:1.
+        with torch.cuda.device(device):
+            side = torch.cuda.Stream(device=device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    model(inputs)
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=side):
                 model(inputs)
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            model(inputs)
-        torch.cuda.synchronize(device)
+            torch.cuda.synchronize(device)
     except RuntimeError as exc:  # e.g. a model with host synchronisation or dynamic shapes
         warnings.warn(f"CUDA graph capture failed ({exc}); timing eager forward passes instead", stacklevel=2)
         return None
-    return graph.replay
+
+    def replay() -> None:
+        with torch.cuda.device(device):
+            graph.replay()
+
+    return replay

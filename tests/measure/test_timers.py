@@ -1,0 +1,87 @@
+"""CUDA graphs are captured and replayed on the model's own device, whichever device is current (stand-in CUDA)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from moprune.measure import timers
+
+
+class FakeCuda:
+    """The parts of ``torch.cuda`` a capture touches, recording which device was current at each step."""
+
+    def __init__(self) -> None:
+        self.current = 0  # a fresh process: cuda:0 is current
+        self.log: list[tuple[str, int]] = []
+        fake = self
+
+        class Stream:
+            def __init__(self, device=None):
+                self.device = device
+
+            def wait_stream(self, other) -> None:
+                pass
+
+        class CUDAGraph:
+            def replay(self) -> None:
+                fake.log.append(("replay", fake.current))
+
+        self.Stream, self.CUDAGraph = Stream, CUDAGraph
+
+    @contextmanager
+    def device(self, device):
+        old, self.current = self.current, torch.device(device).index
+        try:
+            yield
+        finally:
+            self.current = old
+
+    @contextmanager
+    def stream(self, _stream):
+        yield
+
+    @contextmanager
+    def graph(self, _graph, stream=None, **_):
+        self.log.append(("capture", self.current))
+        yield
+
+    def current_stream(self, device=None):
+        return self.Stream(device)
+
+    def synchronize(self, device=None) -> None:
+        pass
+
+
+class OnDevice:
+    """Stands in for a batch on cuda:1 (only its device is read)."""
+
+    device = torch.device("cuda:1")
+
+
+@pytest.fixture()
+def fake_cuda(monkeypatch):
+    fake = FakeCuda()
+    for name in ("device", "stream", "graph", "current_stream", "synchronize", "Stream", "CUDAGraph"):
+        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+    return fake
+
+
+def test_a_graph_of_a_model_on_cuda_1_is_captured_and_replayed_on_cuda_1(fake_cuda):
+    passes = []
+    replay = timers.cuda_graph_runner(lambda x: passes.append(fake_cuda.current), OnDevice())
+    assert replay is not None
+    replay()
+    assert passes == [1, 1, 1, 1], "warm-up passes and the captured pass ran with the model's device current"
+    assert fake_cuda.log == [("capture", 1), ("replay", 1)]
+    assert fake_cuda.current == 0, "the caller's current device is restored"
+
+
+def test_a_failed_capture_warns_and_falls_back_to_eager(fake_cuda):
+    def broken(_x):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    with pytest.warns(UserWarning, match="CUDA graph capture failed"):
+        assert timers.cuda_graph_runner(broken, OnDevice()) is None
