@@ -60,6 +60,17 @@ def plan_slots(spec: StudySpec, workers: int) -> list[Slot]:
     return [Slot(i, None, tuple(cpus[i * share:(i + 1) * share]), min(threads, share)) for i in range(workers)]
 
 
+def shared_gpus(spec: StudySpec, slots: list[Slot]) -> dict[str, int]:
+    """GPUs that more than one worker would use, with how many: their energy and latency are not a trial's own.
+
+    NVML's energy counter belongs to the device, so one worker's window also counts the other's fine-tune, and
+    the other's kernels time-slice its timing rounds; the GPU path has no check that could notice.
+    """
+    devices = [s.device or spec.device for s in slots]
+    counts = {d: devices.count(d) for d in dict.fromkeys(devices) if str(d).startswith("cuda")}
+    return {d: n for d, n in counts.items() if n > 1}
+
+
 def _worker_main(slot: Slot, spec_data: dict[str, Any], url: str, target: int, timeout_s: float | None,
                  logs: Any, optuna_verbosity: int) -> None:
     """A child process: one ``run_study`` on the parent's study; the exit code tells the parent how it ended."""
@@ -159,6 +170,10 @@ def run_workers(spec: StudySpec, *, workers: int, storage: str | None = None, n_
     free_memory(device)
 
     slots = plan_slots(spec, workers)
+    for gpu, n in shared_gpus(spec, slots).items():
+        log.warning("%d workers share %s: each trial's energy (a per-device counter) includes the other workers' "
+                    "work and their kernels time-slice its latency rounds; run at most one worker per GPU "
+                    "(--workers <= the number of GPUs, device auto) for measurements that are a trial's own", n, gpu)
     log.info("starting %d workers: %s", workers, "; ".join(f"worker {s.index} on {s.device or spec.device}" + (
         f" (cores {','.join(map(str, s.cpus))}, {s.threads} threads)" if s.cpus else "") for s in slots))
     mp = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children

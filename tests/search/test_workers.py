@@ -21,6 +21,7 @@ from moprune.search import make_storage, run_study
 from moprune.search.storage import SQLITE_TIMEOUT_S, AdvisoryClaim, has_heartbeat
 from moprune.record import WORKER_DIED, counts_as_result, fail_reason, retry_of
 from moprune.search import Slot, plan_slots
+from moprune.search.workers import shared_gpus
 
 
 def waiting_for_a_lock(engine) -> int:
@@ -53,6 +54,20 @@ def test_plan_slots_put_worker_i_on_gpu_i_mod_n(monkeypatch):
     devices = [s.device for s in plan_slots(make_spec(device="auto"), 4)]
     assert devices == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]
     assert [s.device for s in plan_slots(make_spec(device="cuda:1"), 2)] == [None, None], "explicit cuda:N is kept"
+
+
+def test_workers_sharing_a_gpu_are_named(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    auto = make_spec(device="auto")
+    assert shared_gpus(auto, plan_slots(auto, 3)) == {}, "one worker per GPU"
+    assert shared_gpus(auto, plan_slots(auto, 5)) == {"cuda:0": 2, "cuda:1": 2}
+    pinned = make_spec(device="cuda:1")
+    assert shared_gpus(pinned, plan_slots(pinned, 2)) == {"cuda:1": 2}
+    cpu = make_spec(device="cpu")
+    assert shared_gpus(cpu, plan_slots(cpu, 2)) == {}
 
 
 def test_storage_has_the_specs_heartbeat_and_a_sqlite_lock_timeout(session_cwd):
