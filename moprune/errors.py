@@ -13,3 +13,8 @@ class SpecError(MopruneError):
 
 class TrialFailed(MopruneError):
     """A trial that cannot produce values; its reason is recorded as the trial's ``fail_reason``."""
+
+
+class DeviceLost(MopruneError):
+    """A sticky CUDA error (illegal address, device-side assert): every later CUDA call in this process fails, so
+    the run stops instead of failing each remaining trial in milliseconds; the trial's plan runs again on resume."""

@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..record import INTERRUPTED, TrialRecord, counts_as_result, fail_reason, requeued, retry_of
+from ..record import INTERRUPTED, RERUN_REASONS, TrialRecord, counts_as_result, fail_reason, requeued, retry_of
 from .interrupts import Interrupts, held_interrupts
 from .storage import Claim, fail_stale_trials
 
@@ -36,12 +36,12 @@ def finished_count(study: optuna.Study) -> int:
 
 
 def requeue_interrupted(study: optuna.Study) -> list[int]:
-    """Queue the plan of every interrupted trial not queued yet; returns the interrupted trials' numbers."""
+    """Queue the plan of every interrupted trial (Ctrl-C, a lost GPU) not queued yet; returns their numbers."""
     trials = study.get_trials(deepcopy=False)
     queued = {TrialRecord.of(t).retry_of for t in trials}
     numbers = []
     for t in trials:
-        if t.state == TrialState.FAIL and fail_reason(t) == INTERRUPTED and t.number not in queued and t.params:
+        if t.state == TrialState.FAIL and fail_reason(t) in RERUN_REASONS and t.number not in queued and t.params:
             study.enqueue_trial(dict(t.params), user_attrs=requeued(t).attrs())
             numbers.append(t.number)
     if numbers:

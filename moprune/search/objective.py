@@ -19,14 +19,23 @@ from contextlib import contextmanager
 import optuna
 import torch
 
-from ..errors import TrialFailed
+from ..errors import DeviceLost, TrialFailed
 from ..measure import ArchitectureMeasurement
 from ..pruning import PrunedModel, PrunePlan, suggest_plan
-from ..record import Baseline, TrialRecord, bounded_traceback
+from ..record import DEVICE_LOST, Baseline, TrialRecord, bounded_traceback
 from .context import StudyContext, finetune_seed
 
 CONSTRAINT_NAMES = ("accuracy_drop", "latency_ms", "energy_mj", "macs")
 _OOM_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+#: CUDA errors that poison the context: after one, every CUDA call of the process fails (CUDA's "sticky" errors).
+_STICKY_CUDA_TEXTS = ("illegal memory access", "device-side assert", "unspecified launch failure",
+                      "misaligned address", "illegal instruction", "an illegal address")
+
+
+def is_sticky_cuda_error(exc: BaseException) -> bool:
+    """An error after which this process cannot use its GPU again (not an out-of-memory, which is recoverable)."""
+    text = str(exc).lower()
+    return "cuda error" in text and any(t in text for t in _STICKY_CUDA_TEXTS)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -93,6 +102,14 @@ class Objective:
             TrialRecord(fail_reason=str(exc), fail_traceback=_traceback(exc)).write(trial)
             raise
         except Exception as exc:
+            if is_sticky_cuda_error(exc):
+                # not a result about the plan: stop this process (each further trial would fail in milliseconds
+                # and count) and re-run the plan on resume
+                TrialRecord(fail_reason=DEVICE_LOST, fail_traceback=_traceback(exc)).write(trial)
+                raise DeviceLost(f"trial {trial.number}: the CUDA context of {self.ctx.device} is lost "
+                                 f"({type(exc).__name__}: {str(exc).strip().splitlines()[0]}); every later CUDA call "
+                                 f"of this process would fail, so it stops. Run `moprune run` again to continue: "
+                                 f"the plan of trial {trial.number} runs again") from exc
             oom = is_out_of_memory(exc)
             reason = ("out of memory: " if oom else "") + f"{type(exc).__name__}: {exc}"
             TrialRecord(fail_reason=reason[:2000], fail_traceback=_traceback(exc)).write(trial)

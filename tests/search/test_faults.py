@@ -267,3 +267,35 @@ def test_a_study_whose_creator_died_is_reported_with_how_to_remove_it(session_cw
     monkeypatch.setattr(study_module, "CREATION_WAIT_S", 0.5)
     with pytest.raises(MopruneError, match="never completely created.*optuna delete-study"):
         run_study(fast_spec("orphan", n_trials=1), storage=url, **QUIET)
+
+
+def test_a_sticky_cuda_error_stops_the_run_and_the_plan_runs_again_on_resume(session_cwd, monkeypatch):
+    from moprune.errors import DeviceLost
+    from moprune.record import DEVICE_LOST, counts_as_result
+
+    real_train = context.train
+    calls = []
+
+    def train(model, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second trial's fine-tune: the GPU's context is gone
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be "
+                               "asynchronously reported at some other API call")
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(context, "train", train)
+    spec = fast_spec("sticky", n_trials=3)
+    url = f"sqlite:///{session_cwd / 'sticky.db'}"
+    with pytest.raises(DeviceLost, match="trial 1: the CUDA context of cpu is lost .*illegal memory access"):
+        run_study(spec, storage=url, **QUIET)
+    study = optuna.load_study(study_name="sticky", storage=url)
+    first, lost = study.get_trials()
+    assert first.state == TrialState.COMPLETE and lost.state == TrialState.FAIL
+    assert lost.user_attrs["fail_reason"] == DEVICE_LOST and "illegal memory access" in lost.user_attrs[
+        "fail_traceback"]
+    assert not counts_as_result(lost), "a lost device says nothing about the plan"
+    monkeypatch.setattr(context, "train", real_train)
+    study = run_study(spec, storage=url, **QUIET)
+    rerun = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == lost.number]
+    assert len(rerun) == 1 and rerun[0].params == lost.params and rerun[0].state == TrialState.COMPLETE
+    assert finished_count(study) == 3
