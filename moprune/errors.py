@@ -18,3 +18,7 @@ class TrialFailed(MopruneError):
 class DeviceLost(MopruneError):
     """A sticky CUDA error (illegal address, device-side assert): every later CUDA call in this process fails, so
     the run stops instead of failing each remaining trial in milliseconds; the trial's plan runs again on resume."""
+
+
+class MeasurementUnreliable(MopruneError):
+    """The energy meter failed several trials in a row: the run stops rather than fail every plan uncounted."""

@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 INTERRUPTED = "interrupted"
 WORKER_DIED = "worker died (no heartbeat within the grace period)"
 DEVICE_LOST = "device lost (a sticky CUDA error; the plan runs again when the run is resumed)"
-_NOT_RESULTS = (INTERRUPTED, WORKER_DIED, DEVICE_LOST)
-#: Failures that say nothing about the plan and end the process's run: the plan is queued again on resume.
-RERUN_REASONS = (INTERRUPTED, DEVICE_LOST)
+MEASUREMENT_FAILED = "energy measurement failed (not a result about the plan; it runs again when the run is resumed)"
+_NOT_RESULTS = (INTERRUPTED, WORKER_DIED, DEVICE_LOST, MEASUREMENT_FAILED)
+#: Failures that say nothing about the plan: they do not count, and the plan is queued again on resume.
+RERUN_REASONS = (INTERRUPTED, DEVICE_LOST, MEASUREMENT_FAILED)
 #: Optuna's system attr naming the trial a heartbeat retry re-runs.
 _OPTUNA_RETRY_ATTR = "failed_trial"
 _REEVAL_PREFIX = "reeval:"  # study user attr per re-evaluated trial: accuracies on fresh fine-tune seeds

@@ -19,13 +19,15 @@ from contextlib import contextmanager
 import optuna
 import torch
 
-from ..errors import DeviceLost, TrialFailed
-from ..measure import ArchitectureMeasurement
+from ..errors import DeviceLost, MeasurementUnreliable, TrialFailed
+from ..measure import ArchitectureMeasurement, EnergyMeasurementError
 from ..pruning import PrunedModel, PrunePlan, suggest_plan
-from ..record import DEVICE_LOST, Baseline, TrialRecord, bounded_traceback
+from ..record import DEVICE_LOST, MEASUREMENT_FAILED, Baseline, TrialRecord, bounded_traceback
 from .context import StudyContext, finetune_seed
 
 CONSTRAINT_NAMES = ("accuracy_drop", "latency_ms", "energy_mj", "macs")
+#: Energy windows that may fail in a row (each trial uncounted, its plan re-run on resume) before the run stops.
+MAX_MEASUREMENT_FAILURES = 3
 _OOM_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 #: CUDA errors that poison the context: after one, every CUDA call of the process fails (CUDA's "sticky" errors).
 _STICKY_CUDA_TEXTS = ("illegal memory access", "device-side assert", "unspecified launch failure",
@@ -92,12 +94,25 @@ class Objective:
         self.ctx = ctx
         self.baseline = baseline
         self.on_trained = on_trained  # e.g. keeps the fine-tuned weights for export
+        self.measurement_failures = 0  # energy windows failed in a row
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         try:
             # which process ran the trial: with several workers or hosts, the one to look at when it fails
             TrialRecord(fidelity="fine-tuned", worker=f"{platform.node()}:{os.getpid()}").write(trial)
-            return self._run(trial)
+            values = self._run(trial)
+            self.measurement_failures = 0
+            return values
+        except EnergyMeasurementError as exc:
+            # the meter, not the plan: the trial does not count and its plan runs again on resume
+            TrialRecord(fail_reason=MEASUREMENT_FAILED, fail_traceback=_traceback(exc)).write(trial)
+            self.measurement_failures += 1
+            if self.measurement_failures >= MAX_MEASUREMENT_FAILURES:
+                raise MeasurementUnreliable(
+                    f"the energy measurement failed {self.measurement_failures} trials in a row (last: {exc}); "
+                    f"lengthen measure.energy_window_s or measure.batch_size, then run again: those plans run "
+                    f"again") from exc
+            raise TrialFailed(f"{MEASUREMENT_FAILED}: {exc}") from exc
         except TrialFailed as exc:
             TrialRecord(fail_reason=str(exc), fail_traceback=_traceback(exc)).write(trial)
             raise

@@ -299,3 +299,40 @@ def test_a_sticky_cuda_error_stops_the_run_and_the_plan_runs_again_on_resume(ses
     rerun = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == lost.number]
     assert len(rerun) == 1 and rerun[0].params == lost.params and rerun[0].state == TrialState.COMPLETE
     assert finished_count(study) == 3
+
+
+def _failing_measure(monkeypatch, fail_calls):
+    """StudyContext.measure raising the meter's error on the given calls (call 1 is the dense baseline's)."""
+    from moprune.measure import EnergyMeasurementError
+
+    real, calls = StudyContext.measure, []
+
+    def measure(self, model, **kwargs):
+        calls.append(1)
+        if len(calls) in fail_calls:
+            raise EnergyMeasurementError("the nvml-counter meter read 0.0 mJ over 2.000 s of 310 passes, not above "
+                                         "idle (61.20 W)")
+        return real(self, model, **kwargs)
+
+    monkeypatch.setattr(StudyContext, "measure", measure)
+
+
+def test_a_failed_energy_window_does_not_count_and_the_study_goes_on(session_cwd, monkeypatch):
+    from moprune.record import MEASUREMENT_FAILED
+
+    _failing_measure(monkeypatch, {3})  # the second trial's window
+    spec = fast_spec("energy_window", n_trials=3)
+    study = run_study(spec, storage=f"sqlite:///{session_cwd / 'energy_window.db'}", **QUIET)
+    failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"] == MEASUREMENT_FAILED
+    assert "not above idle" in failed[0].user_attrs["fail_traceback"]
+    assert not counts_as_result(failed[0]) and finished_count(study) == 3 and len(study.get_trials()) == 4
+
+
+def test_an_energy_meter_that_keeps_failing_stops_the_run_with_the_fix(session_cwd, monkeypatch):
+    from moprune.errors import MeasurementUnreliable
+
+    _failing_measure(monkeypatch, set(range(2, 100)))  # every trial's window
+    spec = fast_spec("energy_broken", n_trials=5)
+    with pytest.raises(MeasurementUnreliable, match="failed 3 trials in a row .*lengthen measure.energy_window_s"):
+        run_study(spec, storage=f"sqlite:///{session_cwd / 'energy_broken.db'}", **QUIET)
