@@ -213,6 +213,14 @@ def check_window(meter: EnergyMeter, window_s: float) -> None:
                       f"{MIN_UPDATES_PER_WINDOW * meter.update_period_s:g} s", stacklevel=2)
 
 
+def _close_quietly(meter: EnergyMeter) -> None:
+    """End a window whose reading is not wanted (the error that ended it is what the caller sees)."""
+    try:
+        meter.stop()
+    except Exception:  # noqa: BLE001 - the window's own error is already on its way up
+        pass
+
+
 def measure_energy(run: Callable[[], object], meter: EnergyMeter, *, window_s: float, pass_ms: float,
                    sync: Callable[[], None], idle_s: float | None = None) -> EnergyMeasurement:
     """Energy per pass of ``run``: passes repeated for at least ``window_s``, minus idle power over that window.
@@ -225,7 +233,11 @@ def measure_energy(run: Callable[[], object], meter: EnergyMeter, *, window_s: f
     idle_s = idle_s if idle_s is not None else max(min(window_s, 1.0), 5 * meter.update_period_s)
     sync()
     meter.start()
-    time.sleep(idle_s)
+    try:
+        time.sleep(idle_s)
+    except BaseException:
+        _close_quietly(meter)
+        raise
     idle_mj = meter.stop()
     if meter.window_s <= 0:
         raise EnergyMeasurementError(f"the {meter.method} meter read an idle window of {meter.window_s} s")
@@ -235,16 +247,20 @@ def measure_energy(run: Callable[[], object], meter: EnergyMeter, *, window_s: f
     passes = 0
     sync()
     meter.start()
-    t0 = time.perf_counter()
-    while True:
-        for _ in range(chunk):
-            run()
-        passes += chunk
-        sync()  # the passes queued on a GPU are in the window only once finished
-        elapsed = time.perf_counter() - t0
-        if elapsed >= window_s:
-            break
-        chunk = max(1, math.ceil((window_s - elapsed) / elapsed * passes))
+    try:
+        t0 = time.perf_counter()
+        while True:
+            for _ in range(chunk):
+                run()
+            passes += chunk
+            sync()  # the passes queued on a GPU are in the window only once finished
+            elapsed = time.perf_counter() - t0
+            if elapsed >= window_s:
+                break
+            chunk = max(1, math.ceil((window_s - elapsed) / elapsed * passes))
+    except BaseException:
+        _close_quietly(meter)  # a pass failed (OOM, Ctrl-C): no sampler thread may outlive the window
+        raise
     total_mj = meter.stop()
     dynamic_mj = total_mj - idle_power_w * meter.window_s * 1e3
     if total_mj <= 0 or dynamic_mj <= 0:

@@ -102,3 +102,23 @@ def test_a_failing_power_sampler_fails_the_window():
         nvml.kind = "unsupported"  # the GPU stops answering mid-window
         with pytest.raises(EnergyMeasurementError, match="power sampling failed: NVMLError_NotSupported"):
             meter.stop()
+
+
+def test_a_pass_that_fails_mid_window_leaves_no_sampler_thread_behind():
+    import threading
+
+    nvml = FakeNvml("pascal", watts=IDLE_W)
+    work = fake_work(nvml.trace, busy_w=BUSY_W, idle_w=IDLE_W, seconds=PASS_S)
+    calls = []
+
+    def run() -> None:
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        work()
+
+    with NvmlDevice.open("cuda:0", nvml=nvml) as gpu:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            measure_energy(run, NvmlSampledMeter(gpu, sample_ms=5.0), window_s=0.2, pass_ms=PASS_S * 1e3,
+                           sync=lambda: None, idle_s=0.05)
+    assert not [t for t in threading.enumerate() if t.name == "moprune-power-sampler"]
