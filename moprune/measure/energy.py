@@ -65,13 +65,38 @@ class NvmlCounterMeter:
 
     method = "nvml-counter"
     unit = "mJ"
-    update_period_s = 0.1
+    #: What NVIDIA documents for recent GPUs, until ``measure_update_period`` has measured this device's.
+    ASSUMED_PERIOD_S = 0.1
 
     def __init__(self, device: NvmlDevice, *, poll_s: float = 0.001):
         self.device = device
         self.poll_s = poll_s
         self.window_s = 0.0
+        self.update_period_s = self.ASSUMED_PERIOD_S
+        self.period_measured = False
         self._start: tuple[int, float] | None = None
+
+    def measure_update_period(self, steps: int = 4, max_s: float = 2.0) -> float:
+        """Time ``steps`` updates of the counter and keep their median interval as ``update_period_s``.
+
+        The window's length, the idle reading and the check that a window spans enough updates all depend on it;
+        GPUs differ (about 20-100 ms), so it is measured once per process rather than assumed. A counter that does
+        not move within ``max_s`` (an idle GPU whose counter stands still) keeps the assumed period.
+        """
+        seen: list[float] = []
+        last = self.device.total_energy_mj()
+        deadline = time.perf_counter() + max_s
+        while len(seen) < steps + 1 and time.perf_counter() < deadline:
+            value = self.device.total_energy_mj()
+            if value != last:
+                seen.append(time.perf_counter())
+                last = value
+            time.sleep(self.poll_s)
+        if len(seen) >= 3:
+            gaps = sorted(b - a for a, b in zip(seen, seen[1:]))
+            self.update_period_s = gaps[len(gaps) // 2]
+            self.period_measured = True
+        return self.update_period_s
 
     def _next_step(self) -> tuple[int, float]:
         """Poll until the counter moves (at most ~3 update periods): the reading and the time it was seen."""
@@ -164,7 +189,9 @@ def open_energy_meter(device: torch.device | str, *, sample_ms: float = 10.0, nv
         except NvmlUnavailable as exc:
             raise NoEnergyMeter(str(device), [f"NVML: {exc}"]) from None
         if gpu.has_energy_counter():
-            return NvmlCounterMeter(gpu)
+            meter = NvmlCounterMeter(gpu)
+            meter.measure_update_period()
+            return meter
         if gpu.can_read_power():
             return NvmlSampledMeter(gpu, sample_ms=sample_ms)
         name = gpu.name()

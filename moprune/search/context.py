@@ -200,7 +200,12 @@ def environment(device: torch.device) -> dict[str, Any]:
         probe = default_probe()
         env["disturbance_check"] = probe.name if probe is not None else None
     try:
-        env["energy_meter"] = energy_meter_for(device).method
+        meter = energy_meter_for(device)
+        env["energy_meter"] = meter.method
+        # how often the meter's reading moves: measured for NVML's counter, a property of the interface otherwise
+        env["energy_update_ms"] = round(meter.update_period_s * 1e3, 2)
+        if getattr(meter, "period_measured", None) is False:
+            env["energy_update_ms_assumed"] = True  # the counter stood still while it was timed
     except NoEnergyMeter as exc:
         env["energy_meter"] = None
         env["energy_meter_missing"] = "; ".join(exc.looked_for)

@@ -122,3 +122,23 @@ def test_a_pass_that_fails_mid_window_leaves_no_sampler_thread_behind():
             measure_energy(run, NvmlSampledMeter(gpu, sample_ms=5.0), window_s=0.2, pass_ms=PASS_S * 1e3,
                            sync=lambda: None, idle_s=0.05)
     assert not [t for t in threading.enumerate() if t.name == "moprune-power-sampler"]
+
+
+def test_the_counters_update_period_is_measured_not_assumed():
+    from fake_hardware import FakeNvml as Fake
+
+    nvml = Fake("volta", watts=IDLE_W)
+    nvml.COUNTER_PERIOD_S = 0.04  # a GPU whose counter moves every 40 ms, not the assumed 100
+    with NvmlDevice.open("cuda:0", nvml=nvml) as gpu:
+        meter = NvmlCounterMeter(gpu)
+        assert meter.update_period_s == NvmlCounterMeter.ASSUMED_PERIOD_S and not meter.period_measured
+        period = meter.measure_update_period()
+    assert period == pytest.approx(0.04, abs=0.01) and meter.period_measured and meter.update_period_s == period
+
+
+def test_a_counter_that_stands_still_keeps_the_assumed_period():
+    nvml = FakeNvml("volta", watts=0.0)  # no power drawn: the counter never moves
+    with NvmlDevice.open("cuda:0", nvml=nvml) as gpu:
+        meter = NvmlCounterMeter(gpu)
+        assert meter.measure_update_period(max_s=0.2) == NvmlCounterMeter.ASSUMED_PERIOD_S
+    assert not meter.period_measured
