@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TrialFailed
+from ..torch_state import seeded
 from .data import Split
 
 
@@ -70,7 +71,10 @@ def train(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size: 
           after_step: Callable[[], None] | None = None) -> TrainResult:
     """Train ``model`` in place for ``steps`` optimizer steps over shuffled epochs of ``split``.
 
-    The data order comes from ``seed`` alone, so a fine-tune is reproducible and can be re-run on fresh seeds.
+    The data order and the random draws inside the model (dropout) come from ``seed`` alone (torch's global RNG is
+    seeded for the loop and the caller's state restored after it), so on the CPU a fine-tune is reproducible bit for
+    bit and can be re-run on fresh seeds. On a GPU, cuDNN and atomics may pick nondeterministic kernels: the same
+    seed gives the same data and dropout but accuracies that can differ in the last digits.
     With ``distill`` each step also runs the teacher on the same batch (no gradient) and mixes its soft targets in.
     ``l1_bn`` adds ``l1_bn * |gamma|`` of every BatchNorm scale to the loss (its subgradient, as network slimming
     does), pushing the scales of unneeded channels to zero. ``after_step`` runs after every optimizer step (sparsity
@@ -79,6 +83,15 @@ def train(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size: 
     start = time.perf_counter()
     if steps == 0:
         return TrainResult(0, float("nan"), 0.0)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with seeded(seed, device):
+        return _train(model, split, steps=steps, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed,
+                      warmup=warmup, distill=distill, l1_bn=l1_bn, after_step=after_step, start=start)
+
+
+def _train(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size: int, optimizer: str, seed: int,
+           warmup: int, distill: Distillation | None, l1_bn: float, after_step: Callable[[], None] | None,
+           start: float) -> TrainResult:
     opt = make_optimizer(optimizer, model.parameters(), lr)
     scales = [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine] \
         if l1_bn else []  # (the same list as models.batch_norm_scales; models imports this module, not back)

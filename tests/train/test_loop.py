@@ -84,3 +84,19 @@ def test_alpha_zero_distillation_trains_exactly_as_without_a_teacher(digits):
         train(model, digits.train, steps=10, lr=0.05, batch_size=64, seed=7, distill=distill)
         results.append(model.state_dict())
     assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+
+
+def test_dropout_draws_come_from_the_seed_and_the_callers_random_state_is_left_alone(digits):
+    def with_dropout():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(*small_cnn(10)[:-1], torch.nn.Dropout(0.5), small_cnn(10)[-1])
+
+    results = []
+    for noise in (1, 2):
+        model = with_dropout()
+        torch.manual_seed(100 + noise)  # whatever the caller's generator holds
+        before = torch.random.get_rng_state()
+        train(model, digits.train, steps=10, lr=0.05, batch_size=64, seed=7)
+        assert torch.equal(torch.random.get_rng_state(), before), "the caller's RNG state comes back"
+        results.append(model.state_dict())
+    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
