@@ -11,10 +11,11 @@ step (``StudyContext.refinetuned``) under each recovery method:
 - ``distill``: one-shot with ``finetune.distill`` (alpha 0.5, temperature 4): the dense model teaches.
 - ``slimmed``: one-shot from a dense model given ``model.sparsity_training`` (L1 on BatchNorm scales) first, ranked
   by ``bn_scale`` (its cost is the extra dense training, reported, not counted in the fine-tune steps).
-- ``all``: slimmed + iterative + distill.
+- ``distill+slimmed`` and ``all`` (slimmed + iterative + distill): the combinations.
 
 Every method sees the same plan, so MACs and the channel counts match exactly; latency is measured in paired rounds
-against the dense model (speedup). Accuracy is reported as mean +- sd over seeds, and as the paired difference to
+against the dense model (speedup), once per architecture and seed (the structured methods share one shape, so they
+share that measurement; the table shows its median over seeds). Accuracy is reported as mean +- sd over seeds, and as the paired difference to
 one-shot on the same seed (the dense model and data order are shared within a seed).
 Then ``unstructured`` at 50% of each group's weights and ``nm`` 2:4 on the same task: their accuracy and the
 speedup measured on this machine (dense kernels: about 1.0x, which is the point).
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.tasks import MAX_MACS_SHARE, TASKS, task_spec  # noqa: E402
 
-METHODS = ("one-shot", "iterative", "distill", "slimmed", "all")
+METHODS = ("one-shot", "iterative", "distill", "slimmed", "distill+slimmed", "all")
 SPARSE = ("unstructured", "nm")
 ITERATIVE_STEPS = 3
 DISTILL = {"alpha": 0.5, "temperature": 4.0}
@@ -52,16 +53,16 @@ def method_spec(task: str, method: str, *, seed: int) -> dict[str, Any]:
     takes its between-step fine-tunes out of the final fine-tune.
     """
     spec = task_spec(task)
-    spec.update(name=f"rec-{task}-{method}-s{seed}", seed=seed)
+    spec.update(name=f"rec-{task}-{method.replace('+', '_')}-s{seed}", seed=seed)
     steps = spec["finetune"]["steps"]
     between = steps // (2 * ITERATIVE_STEPS)
     prune, finetune, model = dict(spec["prune"]), dict(spec["finetune"]), dict(spec["model"])
     if method in ("iterative", "all"):
         prune["schedule"] = {"steps": ITERATIVE_STEPS, "finetune_steps": between}
         finetune["steps"] = steps - between * (ITERATIVE_STEPS - 1)
-    if method in ("distill", "all"):
+    if method in ("distill", "distill+slimmed", "all"):
         finetune["distill"] = dict(DISTILL)
-    if method in ("slimmed", "all"):
+    if method in ("slimmed", "distill+slimmed", "all"):
         model["sparsity_training"] = dict(SLIM)
         prune["importance"] = "bn_scale"
     if method == "unstructured":
@@ -121,6 +122,7 @@ def run_seed(task: str, seed: int, log) -> list[dict[str, Any]]:
 
     rows = []
     plans = None
+    speedups: dict[str, Any] = {}  # one paired measurement per architecture: the structured methods share a shape
     for method in (*METHODS, *SPARSE):
         spec = parse_spec(method_spec(task, method, seed=seed), source=f"bench {task} {method}")
         t0 = time.perf_counter()
@@ -134,15 +136,19 @@ def run_seed(task: str, seed: int, log) -> list[dict[str, Any]]:
             t1 = time.perf_counter()
             pruned = ctx.refinetuned(plan, finetune_seed(seed, 7))
             accuracy = ctx.evaluate(pruned.model)
-            arch = ctx.measure(pruned.model, energy=False)
+            shape = json.dumps([label, pruned.channels, method in SPARSE and method], sort_keys=True)
+            if shape not in speedups:
+                speedups[shape] = ctx.measure(pruned.model, energy=False).latency
+            latency = speedups[shape]
             rows.append({"task": task, "seed": seed, "method": method, "plan": label, "accuracy": accuracy,
                          "dense_accuracy": ctx.dense.val_accuracy, "macs_share": ctx.complexity(pruned.model).macs
                          / dense_macs, "params_share": ctx.complexity(pruned.model).params
-                         / ctx.complexity(ctx.dense.model).params, "speedup": arch.latency.speedup,
+                         / ctx.complexity(ctx.dense.model).params, "speedup": latency.speedup,
+                         "speedup_p10": latency.speedup_p10, "speedup_p90": latency.speedup_p90,
                          "finetune_steps": total_finetune_steps(spec), "seconds": time.perf_counter() - t1,
                          "dense_prepared_s": prepared_s, "dense_source": ctx.dense.source})
             log(f"{task} seed {seed} {method:<12} {label:<14} acc {accuracy:.4f} speedup "
-                f"{arch.latency.speedup:.2f}x ({rows[-1]['seconds']:.1f} s)")
+                f"{latency.speedup:.2f}x ({rows[-1]['seconds']:.1f} s)")
     return rows
 
 
@@ -155,7 +161,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         base = {r["seed"]: r["accuracy"] for r in mine if r["method"] == "one-shot"}
         lines.append(f"\n{task}, plan {plan} (MACs {mine[0]['macs_share']:.0%} of dense, "
                      f"{len({r['seed'] for r in mine})} seeds)")
-        header = (f"{'method':<13}{'accuracy mean +- sd':>22}{'vs one-shot (paired)':>24}{'speedup':>16}"
+        header = (f"{'method':<16}{'accuracy mean +- sd':>22}{'vs one-shot (paired)':>24}{'speedup':>16}"
                   f"{'params':>9}{'ft steps':>10}")
         lines += [header, "-" * len(header)]
         for method in (*METHODS, *SPARSE):
@@ -166,7 +172,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             diff = paired({r["seed"]: r["accuracy"] for r in got}, base)
             speed = [r["speedup"] for r in got]
             vs = f"{diff['mean']:+.4f} +- {diff['sd']:.4f}" if diff["n"] and method != "one-shot" else "-"
-            lines.append(f"{method:<13}{acc['mean']:>13.4f} +- {acc['sd']:.4f}{vs:>24}"
+            lines.append(f"{method:<16}{acc['mean']:>10.4f} +- {acc['sd']:.4f}{vs:>24}"
                          f"{statistics.median(speed):>10.2f}x{'':>5}{got[0]['params_share']:>9.0%}"
                          f"{got[0]['finetune_steps']:>10}")
     return "\n".join(lines)
