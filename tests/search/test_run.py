@@ -245,3 +245,15 @@ def test_a_sparse_study_runs_end_to_end_and_says_zeroed_weights_run_at_dense_spe
     assert f"prune.method {method}" in out and "dense kernels run them at the dense speed" in out
     assert f"measured speedups of the {len(sparse)} sparse trials: median" in out
     assert "dense speed" in report_data(study, spec).sparsity_note
+    # the export holds the zeros as plain weights (no masks or hooks to carry)
+    import torch
+
+    trial = max(sparse, key=lambda r: r.params)  # any sparse trial
+    number = next(t.number for t in study.get_trials() if TrialRecord.of(t).plan == trial.plan)
+    out = session_cwd / f"export-{method}"
+    assert main(["export", str(spec_file(spec)), "--pick", f"trial:{number}", "--out", str(out)]) == 0
+    state = torch.load(out / "weights.pt", weights_only=True)
+    assert not any(k.endswith(("_orig", "_mask")) for k in state)
+    convs = [v for k, v in state.items() if k.endswith(".weight") and v.dim() == 4 and v.shape[1] > 3]
+    zeros = sum(int((v == 0).sum()) for v in convs) / sum(v.numel() for v in convs)
+    assert zeros > 0.3, f"the exported convolutions keep their zeros ({zeros:.0%})"
