@@ -115,6 +115,16 @@ class PruneSpec(_Section):
     round_to: int | None = Field(None, ge=1)
     schedule: ScheduleSpec | None = None  # null: one-shot pruning
 
+    @property
+    def zeroes_weights(self) -> bool:
+        """Unstructured / N:M: weights are zeroed in place and every shape stays the dense one."""
+        return self.method != "channel"
+
+    @property
+    def iterative(self) -> bool:
+        """A schedule of more than one step: trials prune again, with fine-tunes between the steps."""
+        return self.schedule is not None and self.schedule.steps > 1
+
     @field_validator("nm")
     @classmethod
     def _nm_pattern(cls, nm: str) -> str:
@@ -125,7 +135,7 @@ class PruneSpec(_Section):
 
     @model_validator(mode="after")
     def _sparse_options(self) -> PruneSpec:
-        if self.method == "channel":
+        if not self.zeroes_weights:
             return self
         if self.round_to is not None:
             raise ValueError(f"round_to ({self.round_to}) rounds channel counts; method {self.method} removes no "

@@ -2,6 +2,7 @@
 
 - ``make_spec`` / ``TINY_SPEC``: the tiny 16-px digits study, with nested overrides, validated.
 - ``FAST`` / ``fast_spec`` / ``write_spec`` / ``finish``: studies run in ``moprune run`` subprocesses.
+- ``bench_module``: a bench script's module, for tests of its pure helpers.
 - ``toy_front`` / ``OBJECTIVES`` / ``DIRECTIONS``: a hand-made trials frame for the pick rules and weighted scores.
 - ``wait_until`` / ``StoredStudy``: tests that watch another process wait for a state (a trial RUNNING in the
   storage, a file, an exit) with a generous deadline; they never sleep a fixed time and then assume.
@@ -189,3 +190,13 @@ def toy_front() -> pd.DataFrame:
         {"number": n, "state": s, "feasible": f, "on_front": front, "accuracy": a, "latency_ms": lat, "macs": macs,
          "params": None, "speedup": None, "plan": {}, "constraints": {} if c is None else {"accuracy_drop": c}}
         for n, s, f, front, a, lat, macs, c in rows])
+
+
+def bench_module(name: str):
+    """``bench.<name>`` imported from the repository root (the bench scripts are not part of the package)."""
+    import importlib
+    import sys
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"bench.{name}")

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 
 import pytest
-from helpers import ROOT
+from helpers import bench_module
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-rec = importlib.import_module("bench.recovery")
-tasks = importlib.import_module("bench.tasks")
+rec = bench_module("recovery")
+tasks = bench_module("tasks")
 
 
 @pytest.mark.parametrize("task", list(tasks.TASKS))

@@ -3,17 +3,13 @@ hypervolume on re-evaluated rows, rank correlation, fresh seeds."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import bench_module
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-sq = importlib.import_module("bench.search_quality")
-tasks = importlib.import_module("bench.tasks")
+sq = bench_module("search_quality")
+tasks = bench_module("tasks")
 
 
 @pytest.mark.parametrize("task", list(tasks.TASKS))

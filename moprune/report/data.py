@@ -271,7 +271,7 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
                    + (f", offsets up to ±{p.offset_max}" if getattr(p, "offset_max", None) else "")
                    + (f", round to {p.round_to}" if p.round_to else "")
                    + (f", iteratively in {p.schedule.steps} steps with {p.schedule.finetune_steps} fine-tune steps "
-                      f"between them" if p.schedule is not None and p.schedule.steps > 1 else ""),
+                      f"between them" if p.iterative else ""),
         "fine-tune": f"{f.steps} steps, {f.optimizer}, lr {f.lr}, batch {f.batch_size}"
                      + (f", distilled from the dense model (alpha {f.distill.alpha}, temperature "
                         f"{f.distill.temperature})" if f.distill is not None else ""),

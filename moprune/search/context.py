@@ -63,10 +63,10 @@ class StudyContext:
         budget check, the sensitivity scan) in one shot. Both end at the same widths.
         """
         spec = self.spec
-        if spec.prune.method != "channel":
+        if spec.prune.zeroes_weights:
             return apply_sparsity(self.dense.model, plan, self.groups, method=spec.prune.method, nm=spec.prune.nm)
         schedule = spec.prune.schedule
-        stepped = schedule is not None and seed is not None and schedule.steps > 1
+        stepped = spec.prune.iterative and seed is not None
         between = None
         if stepped:
             def between(model: nn.Module, k: int) -> None:
@@ -86,7 +86,7 @@ class StudyContext:
         """MACs and parameters of one sample; with zeroed weights (unstructured, N:M) the parameters that are not
         zero, while the MACs stay what a dense kernel executes: zeros are multiplied too."""
         cx = count_complexity(model, self.trace_inputs)
-        if self.spec.prune.method != "channel":
+        if self.spec.prune.zeroes_weights:
             return dataclasses.replace(cx, params=nonzero_params(model))
         return cx
 
@@ -98,7 +98,7 @@ class StudyContext:
         shape; a 2:4 model on a GPU with sparse tensor cores is timed as it deploys, its 2:4 Linear weights in
         torch's semi-structured format.
         """
-        sparse = self.spec.prune.method != "channel"
+        sparse = self.spec.prune.zeroes_weights
         if sparse and self._sparse_kernels():
             model, converted = semi_structured_linears(model)
             log.debug("timing %d Linear layers as 2:4 semi-structured tensors", len(converted))

@@ -168,8 +168,9 @@ class Objective:
         else:
             seed = finetune_seed(spec.seed, trial.number)
             TrialRecord(finetune_seed=seed).write(trial)
-            if spec.prune.schedule is not None and spec.prune.schedule.steps > 1:
-                pruned, model = self._stepped(plan, seed, pruned, timings)
+            if spec.prune.iterative:
+                pruned = self._stepped(plan, seed, pruned, timings)
+                model = pruned.model
             with timings.phase("finetune"):
                 ctx.finetune(model, seed, pruned.masks)
             with timings.phase("evaluate"):
@@ -185,8 +186,7 @@ class Objective:
             self.on_trained(trial, pruned)
         return [float(measured[name]) for name in spec.objectives]
 
-    def _stepped(self, plan: PrunePlan, seed: int, one_shot: PrunedModel, timings: Timings
-                 ) -> tuple[PrunedModel, torch.nn.Module]:
+    def _stepped(self, plan: PrunePlan, seed: int, one_shot: PrunedModel, timings: Timings) -> PrunedModel:
         """The plan pruned again by ``prune.schedule`` (fine-tunes between steps) for the fine-tune that follows.
 
         The one-shot model was measured and budget-checked (the widths decide both, and it costs no fine-tune); the
@@ -197,7 +197,7 @@ class Objective:
         if stepped.channels != one_shot.channels:
             differ = sorted(k for k in one_shot.channels if one_shot.channels[k] != stepped.channels.get(k))
             raise TrialFailed(f"iterative pruning ended at other widths than one-shot pruning ({differ[:3]}...)")
-        return stepped, stepped.model
+        return stepped
 
     def _screen(self, model: torch.nn.Module, macs: int) -> ArchitectureMeasurement | None:
         """A quick measurement that already shows the plan over a hard MACs or latency budget, else None.

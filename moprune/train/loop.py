@@ -36,6 +36,11 @@ class Distillation:
     temperature: float
 
 
+def batch_norm_scales(model: nn.Module) -> list[torch.Tensor]:
+    """The scale (gamma) of every affine BatchNorm: what network slimming's L1 acts on."""
+    return [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
+
+
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float,
                       temperature: float) -> torch.Tensor:
     """``(1 - alpha) * CE(student, labels) + alpha * T^2 * KL(teacher_T || student_T)`` (Hinton et al., 2015)."""
@@ -93,8 +98,7 @@ def _train(model: nn.Module, split: Split, *, steps: int, lr: float, batch_size:
            warmup: int, distill: Distillation | None, l1_bn: float, after_step: Callable[[], None] | None,
            start: float) -> TrainResult:
     opt = make_optimizer(optimizer, model.parameters(), lr)
-    scales = [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine] \
-        if l1_bn else []  # (the same list as models.batch_norm_scales; models imports this module, not back)
+    scales = batch_norm_scales(model) if l1_bn else []
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
     if distill is not None:

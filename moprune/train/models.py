@@ -16,7 +16,7 @@ from ..errors import MopruneError, SpecError
 from ..spec import StudySpec
 from ..torch_state import seeded
 from .data import DataBundle
-from .loop import evaluate, train
+from .loop import batch_norm_scales, evaluate, train
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,6 @@ def dense_weights_path(spec: StudySpec, num_classes: int) -> Path:
     if spec.model.sparsity_training is None or not base.is_file():
         return base
     return CACHE_DIR / f"{spec.model.arch.replace(':', '.')}-{sparsity_key(spec, file_sha256(base))}-slim.pt"
-
-
-def batch_norm_scales(model: nn.Module) -> list[torch.Tensor]:
-    return [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
 
 
 def load_dense(spec: StudySpec, data: DataBundle, device: torch.device) -> DenseModel:
