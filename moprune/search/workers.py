@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 import optuna
@@ -26,7 +27,7 @@ from ..spec import StudySpec
 from .interrupts import stop_once
 from .loop import Progress, finished_count, requeue_interrupted, tally
 from .storage import claim_for, fail_stale_trials, sqlite_path
-from .worker_logs import relayed, send_to
+from .worker_logs import pipes, relayed, send_to
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def shared_gpus(spec: StudySpec, slots: list[Slot]) -> dict[str, int]:
 
 
 def _worker_main(slot: Slot, spec_data: dict[str, Any], url: str, target: int, timeout_s: float | None,
-                 logs: Any, optuna_verbosity: int) -> None:
+                 logs: Connection, optuna_verbosity: int) -> None:
     """A child process: one ``run_study`` on the parent's study; the exit code tells the parent how it ended."""
     signal.signal(signal.SIGINT, stop_once)  # one interrupt, recorded as the running trial's reason
     signal.signal(signal.SIGTERM, stop_once)
@@ -178,16 +179,17 @@ def run_workers(spec: StudySpec, *, workers: int, storage: str | None = None, n_
         f" (cores {','.join(map(str, s.cpus))}, {s.threads} threads)" if s.cpus else "") for s in slots))
     mp = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     remaining = None if timeout_s is None else max(1.0, timeout_s - (time.monotonic() - start))
-    logs = mp.Queue()
+    channels = pipes(mp, len(slots))  # one pipe each: a killed worker cannot silence the others (worker_logs.py)
     procs = [mp.Process(target=_worker_main, name=f"moprune-worker-{s.index}",
-                        args=(s, spec.model_dump(mode="json"), url, target, remaining, logs,
-                              optuna.logging.get_verbosity())) for s in slots]
+                        args=(s, spec.model_dump(mode="json"), url, target, remaining, writer,
+                              optuna.logging.get_verbosity())) for s, (_, writer) in zip(slots, channels)]
     watcher = _Watcher(study, claim_for(url, store, spec.name),
                        Progress(target, done, list(spec.objectives)) if progress else _Quiet())
     try:
-        with relayed(logs):
-            for p in procs:
+        with relayed([reader for reader, _ in channels]):
+            for p, (_, writer) in zip(procs, channels):
                 p.start()
+                writer.close()  # the worker holds the only writer: its pipe ends when it does
             try:
                 _supervise(procs, watcher, spec, poll_s)
             except KeyboardInterrupt:
