@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(if $(strip $(TORCH_PINS)),$(PY) -m pip install -q $(TORCH_PINS))
-	$(PY) -m pip install -q -e '.[dev,postgres,onnx]'
+	$(PY) -m pip install -q -e '.[dev,postgres,onnx,hf]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -30,6 +30,18 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
+HF_PREFIXES = ("hf:", "hf-config:")
+
+
+def _needs(package: str, what: str) -> None:
+    """The optional extra ``moprune[hf]`` provides ``package``: say so before any compute when it is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        raise ValueError(f"{what} needs the Hugging Face extra ({package} is not installed): "
+                         "pip install 'moprune[hf]'")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,6 +50,7 @@ class PretrainSpec(_Section):
     epochs: int = Field(5, ge=1)
     lr: float = Field(0.05, gt=0)
     batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"  # Transformers train with adamw (and a small lr)
 
 
 class SparsityTrainingSpec(_Section):
@@ -52,6 +65,7 @@ class SparsityTrainingSpec(_Section):
 
 class ModelSpec(_Section):
     arch: str = "resnet18"
+    kwargs: dict[str, int | float | bool | str] = {}  # to the builder: e.g. a ViT's image_size, patch_size, num_heads
     checkpoint: Path | None = None
     pretrain: PretrainSpec = PretrainSpec()
     sparsity_training: SparsityTrainingSpec | None = None  # null: the dense model as it is
@@ -59,6 +73,12 @@ class ModelSpec(_Section):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, arch: str) -> str:
+        if arch.startswith(HF_PREFIXES):
+            _needs("transformers", f"model.arch {arch!r}")
+            if arch.startswith("hf-config:") and not Path(arch.partition(":")[2]).exists():
+                raise ValueError(f"no such config file {arch.partition(':')[2]!r}; hf-config: takes the path of a "
+                                 "Hugging Face config.json (or its folder)")
+            return arch
         if ":" in arch:
             if not _FACTORY.match(arch):
                 raise ValueError("a custom model is written 'package.module:factory'")
@@ -73,12 +93,44 @@ class ModelSpec(_Section):
         return arch
 
 
+TEXT_DATASETS = ("text", "hf")
+
+
 class DataSpec(_Section):
-    name: Literal["digits", "fake", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder"] = "digits"
+    name: Literal["digits", "fake", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "text",
+                  "hf"] = "digits"
     root: Path = Path("data")
     download: bool = False
     image_size: int = Field(32, ge=8, le=1024)
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    # text classification (name: text | hf); tokenised once, every sequence padded or cut to max_length
+    path: Path | None = None  # text: a CSV, JSON Lines (.jsonl) or Parquet file; split by val_fraction
+    val_path: Path | None = None  # text: a validation file of the same form (then no split)
+    dataset: str | None = None  # hf: a Hugging Face dataset name, e.g. glue (dataset_config: sst2)
+    dataset_config: str | None = None
+    train_split: str = "train"
+    val_split: str | None = None  # hf: e.g. validation; null: split train by val_fraction
+    text_column: str = "text"
+    label_column: str = "label"
+    max_length: int = Field(64, ge=2, le=8192)
+    tokenizer: str = "train"  # train: WordPiece trained on the training split (tokenizers); or a name or path
+    vocab_size: int = Field(4000, ge=100)  # of a trained tokenizer
+
+    @model_validator(mode="after")
+    def _text_source(self) -> DataSpec:
+        if self.name == "text" and self.path is None:
+            raise ValueError("data.name text reads a local file: set data.path to a CSV, .jsonl or Parquet file")
+        if self.name == "hf":
+            if self.dataset is None:
+                raise ValueError("data.name hf loads a Hugging Face dataset: set data.dataset (e.g. glue, with "
+                                 "data.dataset_config: sst2)")
+            _needs("datasets", "data.name hf")
+        if self.name in TEXT_DATASETS:
+            if self.tokenizer == "train":
+                _needs("tokenizers", "data.tokenizer train")
+            else:
+                _needs("transformers", f"data.tokenizer {self.tokenizer!r}")
+        return self
 
 
 class RatioSpec(_Section):
@@ -165,6 +217,7 @@ class FinetuneSpec(_Section):
     lr: float = Field(0.01, gt=0)
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    warmup_steps: int = Field(0, ge=0)  # linear warm-up of the lr before the cosine decay, as Transformers expect
     distill: DistillSpec | None = None  # null: no teacher
 
 
@@ -304,6 +357,14 @@ class StudySpec(_Section):
         if self.prune.method != "channel" and "global" in self.search.seed_trials:
             raise ValueError(f"search.seed_trials: 'global' is Torch-Pruning's global channel pruning; prune.method "
                              f"{self.prune.method} removes no channels: leave 'global' out")
+        return self
+
+    @model_validator(mode="after")
+    def _text_needs_a_text_model(self) -> StudySpec:
+        arch = self.model.arch
+        if self.data.name in TEXT_DATASETS and not (arch.startswith(HF_PREFIXES) or _FACTORY.match(arch)):
+            raise ValueError(f"data.name {self.data.name} gives token ids, which {arch} (an image model) cannot "
+                             "read: set model.arch to hf:<model name>, hf-config:<config.json> or a factory")
         return self
 
     @property

@@ -1,4 +1,4 @@
-"""MACs and parameter counts through Torch-Pruning's counter."""
+"""MACs and parameter counts through Torch-Pruning's counter, plus the attention products it cannot see."""
 
 from __future__ import annotations
 
@@ -17,5 +17,44 @@ class Complexity:
 
 def count_complexity(model: nn.Module, example_inputs: torch.Tensor) -> Complexity:
     """Count for a single sample, whatever the batch size of ``example_inputs``."""
-    macs, params = tp.utils.count_ops_and_params(model, example_inputs[:1])
-    return Complexity(int(macs), int(params))
+    one = example_inputs[:1]
+    macs, params = tp.utils.count_ops_and_params(model, one)
+    return Complexity(int(macs) + attention_macs(model, one), int(params))
+
+
+def _products(module: nn.Module, hidden: torch.Tensor) -> int:
+    """q·kᵀ and attention·v of one self-attention call on ``hidden`` (batch, length, width): 2·heads·L²·head size.
+
+    Torch-Pruning's counter sees modules, and these products are functions (``scaled_dot_product_attention``,
+    ``matmul``) inside an attention module, counted by no module. Recognised by the attributes the modules
+    carry: moprune's ``HeadAttention`` (``attention_macs``) and Hugging Face's (``num_attention_heads``,
+    ``attention_head_size``); torchvision's ``nn.MultiheadAttention`` is counted by Torch-Pruning itself.
+    """
+    length = hidden.shape[1]
+    if hasattr(module, "attention_macs"):
+        return int(module.attention_macs(length, length))
+    return 2 * int(module.num_attention_heads) * length * length * int(module.attention_head_size)
+
+
+def attention_macs(model: nn.Module, one: torch.Tensor) -> int:
+    """MACs of the attention products in one forward pass of one sample (0 for a model without attention)."""
+    sites = [m for m in model.modules() if hasattr(m, "attention_macs")
+             or (hasattr(m, "num_attention_heads") and hasattr(m, "attention_head_size") and hasattr(m, "query"))]
+    if not sites:
+        return 0
+    total = [0]
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        hidden = args[0] if args else next(iter(kwargs.values()))
+        total[0] += _products(module, hidden)
+
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in sites]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(one)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total[0]

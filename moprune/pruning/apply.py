@@ -13,6 +13,7 @@ from torch import nn
 
 from .groups import classifier_of
 from .plan import PrunePlan
+from .transformer import find_sites, is_site_history, prune_sites, replay
 
 
 @dataclass
@@ -50,12 +51,15 @@ def prepare_importance(model: nn.Module, importance: str,
 
 
 def kept_channels(model: nn.Module) -> dict[str, int]:
+    """Layer name -> kept out-channels (Conv2d, Linear); for a Transformer also each block's attention module
+    -> kept heads and MLP container -> kept neurons (the group roots, which the report tabulates)."""
     out = {}
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
             out[name] = m.out_channels
         elif isinstance(m, nn.Linear):
             out[name] = m.out_features
+    out.update({site.root: site.count for site in find_sites(model)})
     return out
 
 
@@ -71,6 +75,11 @@ def apply_plan(dense: nn.Module, plan: PrunePlan, example_inputs: torch.Tensor, 
     step ranks the channels again on the weights as they are then.
     """
     model = copy.deepcopy(dense).eval()
+    if find_sites(model):  # a Transformer: heads and MLP neurons per block (transformer.py)
+        history = prune_sites(model, {k: float(r) for k, r in plan.items() if r > 0}, importance=importance,
+                              round_to=round_to, steps=steps, between=between,
+                              prepare=lambda m: prepare_importance(m, importance, calibration))
+        return PrunedModel(model.eval(), history, kept_channels(model))
     # Keys must be modules of the copy being pruned: Torch-Pruning silently ignores modules of another model.
     ratios = {model.get_submodule(name): float(r) for name, r in plan.items() if r > 0}
     if ratios:
@@ -93,7 +102,11 @@ def apply_plan(dense: nn.Module, plan: PrunePlan, example_inputs: torch.Tensor, 
 
 
 def replay_history(dense: nn.Module, history: list[Any], example_inputs: torch.Tensor) -> nn.Module:
-    """Rebuild a pruned shape on a fresh dense model from a recorded pruning history (in place; returned)."""
+    """Rebuild a pruned shape on a fresh dense model from a recorded pruning history (in place; returned).
+
+    A Transformer's history (kept heads and neurons per site) needs the model in ``prunable_form``."""
+    if is_site_history(history):
+        return replay(dense, history)
     if history:
         graph = tp.DependencyGraph().build_dependency(dense, example_inputs=example_inputs)
         graph.load_pruning_history(history)

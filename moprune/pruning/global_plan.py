@@ -20,6 +20,7 @@ from torch import nn
 from .apply import make_importance, prepare_importance
 from .groups import PruneGroup, classifier_of
 from .plan import PrunePlan
+from .transformer import CHANNELS, find_sites, global_site_plan
 
 
 def local_ratio(pruned: int, channels: int) -> float:
@@ -47,6 +48,10 @@ def global_plan(dense: nn.Module, groups: list[PruneGroup], example_inputs: torc
     if ratio <= 0:
         return {g.root: 0.0 for g in groups}
     model = copy.deepcopy(dense).eval()
+    if any(g.kind != CHANNELS for g in groups):
+        prepare_importance(model, importance, calibration)
+        return global_site_plan(model, find_sites(model), ratio, importance=importance, max_ratio=max_ratio,
+                                round_to=round_to)
     before = {g.root: model.get_submodule(g.root) for g in groups}
     widths = {root: _out_channels(m) for root, m in before.items()}
     pruner = tp.pruner.MetaPruner(model, example_inputs, importance=make_importance(importance), pruning_ratio=ratio,

@@ -1,7 +1,8 @@
 """The model's prunable groups: Torch-Pruning DependencyGraph groups, found once on the dense model.
 
 Layers coupled by residual additions or depthwise convolutions share their channels, so they form one group and share
-one ratio (two ratios for one group would silently let one win). The classifier is never pruned.
+one ratio (two ratios for one group would silently let one win). The classifier is never pruned. A Transformer's
+groups are its blocks' attention heads and MLP neurons instead (``transformer.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import MopruneError
+from .transformer import CHANNELS, find_sites
 
 
 def classifier_of(model: nn.Module) -> nn.Module:
@@ -34,12 +36,21 @@ class PruneGroup:
 
     root: str
     members: tuple[str, ...]
-    channels: int
+    channels: int  # what the ratio removes a fraction of: channels, or a Transformer block's heads or neurons
     outputs: tuple[str, ...] = ()
+    kind: str = CHANNELS  # channels | heads | neurons
+    block: str | None = None  # a Transformer group's block (``prune.granularity: block`` ties its heads and MLP)
 
 
 def discover_groups(model: nn.Module, example_inputs: torch.Tensor) -> list[PruneGroup]:
-    """The model's prunable groups in module order; the classifier is never pruned."""
+    """The model's prunable groups in module order; the classifier is never pruned.
+
+    A model with recognised Transformer blocks is searched by heads and MLP neurons per block, and nothing else:
+    its patch embedding and residual width couple every block.
+    """
+    sites = find_sites(model)
+    if sites:
+        return [PruneGroup(s.root, s.rows + s.cols, s.count, s.rows, s.kind, s.block) for s in sites]
     names = {m: n for n, m in model.named_modules()}
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
     groups = []

@@ -2,7 +2,8 @@
 
 ``group`` searches every group alone; ``block`` ties the groups whose root lies in one building block (the nearest
 ancestor module that is not an ``nn.Sequential``: a ResNet BasicBlock/Bottleneck, a MobileNet InvertedResidual,
-...), ``stage`` ties the groups whose root's output has one spatial resolution, ``global`` ties everything.
+...; a Transformer block's heads and MLP neurons), ``stage`` ties the groups whose root's output has one spatial
+resolution, ``global`` ties everything.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def _resolution_of(model: nn.Module, roots: list[str], example_inputs: torch.Ten
 
     def recorder(root: str):
         def hook(_module, _inputs, output) -> None:
-            sizes.setdefault(root, tuple(output.shape[2:]))
+            out = output[0] if isinstance(output, tuple) else output  # attention returns (output, weights)
+            sizes.setdefault(root, tuple(out.shape[2:]))
         return hook
 
     hooks = [model.get_submodule(r).register_forward_hook(recorder(r)) for r in roots]
@@ -84,7 +86,7 @@ def _tie(model: nn.Module, groups: list[PruneGroup], granularity: str,
     if granularity == "global":
         return [SearchUnit("global", tuple(roots))]
     if granularity == "block":
-        key = {r: _block_of(model, r) for r in roots}
+        key = {g.root: g.block or _block_of(model, g.root) for g in groups}
     elif granularity == "stage":
         sizes = _resolution_of(model, roots, example_inputs)
         key = {r: "stage@" + "x".join(map(str, sizes.get(r, ()))) or "flat" for r in roots}

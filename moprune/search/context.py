@@ -21,7 +21,8 @@ from torch import nn
 from ..measure import (ArchitectureCache, ArchitectureMeasurement, Complexity, MeasureSettings, count_complexity,
                        device_name, measure_architecture, resolve_device)
 from ..pruning import (PruneGroup, PrunedModel, PrunePlan, SearchUnit, apply_plan, apply_sparsity, discover_groups,
-                       global_plan, mask_holder, nonzero_params, search_units, semi_structured_linears)
+                       global_plan, mask_holder, nonzero_params, prunable_form, search_units,
+                       semi_structured_linears)
 from ..record import Baseline
 from ..spec import StudySpec
 from ..train import (DataBundle, DenseModel, Distillation, TrainResult, evaluate, load_data, load_dense,
@@ -123,7 +124,7 @@ class StudyContext:
         distill = (Distillation(self.dense.model, ft.distill.alpha, ft.distill.temperature)
                    if ft.distill is not None else None)
         return train(model, self.data.train, steps=steps, lr=ft.lr, batch_size=ft.batch_size,
-                     optimizer=ft.optimizer, seed=seed, distill=distill, after_step=mask_holder(model, masks or {}))
+                     optimizer=ft.optimizer, seed=seed, warmup=min(ft.warmup_steps, steps), distill=distill, after_step=mask_holder(model, masks or {}))
 
     def evaluate(self, model: nn.Module) -> float:
         """Top-1 accuracy on the validation split."""
@@ -161,6 +162,7 @@ def prepare_context(spec: StudySpec, *, device: torch.device | None = None) -> S
     device = device or resolve_device(spec.device)
     data = load_data(spec.data, seed=spec.seed, device=device)
     dense = load_dense(spec, data, device)
+    prunable_form(dense.model)  # attention prunable by head; the dense model measured in the same form as trials
     trace = data.example_inputs(1)
     groups = discover_groups(dense.model, trace)
     units = search_units(dense.model, groups, spec.prune.granularity, trace)

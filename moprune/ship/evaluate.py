@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import MopruneError, SpecError
 from ..measure import (EnergyMeasurementError, MeasureSettings, NoEnergyMeter, RoundsInfo, count_complexity,
                        device_name, energy_meter_for, measure_architecture, resolve_device)
+from ..pruning import prunable_form
 from ..spec import StudySpec, parse_spec
 from ..torch_state import torch_threads
 from ..train import build_model, evaluate, file_sha256, load_checkpoint, load_data
@@ -207,8 +208,10 @@ def _dense_model(config: dict[str, Any], notes: list[str]) -> nn.Module | None:
     if file_sha256(path) != info.get("sha256"):
         notes.append(f"latency timed alone: {path} is not the dense model the study used (sha256 differs)")
         return None
-    model = build_model(config["model"]["arch"], config["model"]["num_classes"])
+    m = config["model"]
+    model = build_model(m["arch"], m["num_classes"], m.get("kwargs"), m.get("image_size"), m.get("text"))
     load_checkpoint(model, path)
+    prunable_form(model)  # as the study timed it
     notes.append(f"latency paired against the dense model {path} (sha256 matches the study's)")
     return model.eval()
 

@@ -28,7 +28,7 @@ from ..spec import StudySpec
 from ..torch_state import torch_threads
 from ..train import DataBundle, dense_weights_path, evaluate, file_sha256, load_data
 from .files import export_config, trial_metrics, write_bytes, write_weights
-from .load import load_exported, rebuild_model
+from .load import load_exported, model_config, rebuild_model
 from .onnx import export_onnx, require_onnx
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def _kept_model(spec: StudySpec, files: tuple[dict[str, torch.Tensor], list[Any]
                 kept_at: Path) -> _TrialModel:
     state, history = files
     data = load_data(spec.data, seed=spec.seed, device=device)
-    model = rebuild_model(spec.model.arch, data.num_classes, data.image_size, data.in_channels, history, state)
+    model = rebuild_model(model_config(spec, data), history, state)
     return _TrialModel(model.to(device), history, data, dense_weights_path(spec, data.num_classes), "kept",
                        f"saved when the trial finished, {kept_at}")
 

@@ -19,6 +19,7 @@ from ..search import environment, redact
 from ..spec import StudySpec
 from ..train import DataBundle, file_sha256
 from ..version import __version__
+from .load import model_config
 
 
 def write_bytes(path: Path, payload: bytes) -> None:
@@ -93,8 +94,7 @@ def export_config(study: optuna.Study, spec: StudySpec, run_spec: StudySpec, tri
         "study": {"name": study.study_name, "storage": redact(spec.storage_url), "trial": trial.number,
                   "pick": {"rule": rule, "reason": pick.reason}},
         "model": {
-            "arch": run_spec.model.arch, "num_classes": data.num_classes, "image_size": data.image_size,
-            "in_channels": data.in_channels,
+            **model_config(run_spec, data),
             "dense_weights": {"path": str(dense_path.resolve()), "sha256": dense_sha, "source": baseline.get("source"),
                               "present_at_export": present and file_sha256(dense_path) == dense_sha},
         },

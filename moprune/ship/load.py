@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from ..errors import MopruneError
-from ..pruning import replay_history
-from ..spec import read_yaml
-from ..train import build_model
+from ..pruning import prunable_form, replay_history
+from ..spec import StudySpec, read_yaml
+from ..train import DataBundle, build_model
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -26,13 +26,30 @@ def read_config(folder: Path) -> dict[str, Any]:
     return read_yaml(path)
 
 
-def rebuild_model(arch: str, num_classes: int, image_size: int, in_channels: int, history: list[Any],
-                  state: dict[str, torch.Tensor]) -> nn.Module:
+def model_config(spec: StudySpec, data: DataBundle) -> dict[str, Any]:
+    """What rebuilds the study's dense architecture without the study: the ``model`` section of ``config.yaml``."""
+    return {"arch": spec.model.arch, "num_classes": data.num_classes, "image_size": data.image_size,
+            "in_channels": data.in_channels, "kwargs": dict(spec.model.kwargs),
+            **({"text": dict(data.text)} if data.text is not None else {})}
+
+
+def dense_architecture(m: dict[str, Any]) -> nn.Module:
+    """The dense architecture of a ``model`` section, freshly initialised, in the form trials prune (attention
+    by head)."""
+    model = build_model(m["arch"], m["num_classes"], m.get("kwargs") or {}, m.get("image_size"), m.get("text"))
+    prunable_form(model)
+    return model
+
+
+def rebuild_model(m: dict[str, Any], history: list[Any], state: dict[str, torch.Tensor]) -> nn.Module:
     """Dense architecture -> replay the pruning history -> load the pruned weights; on the CPU, in eval mode."""
+    text = m.get("text")
     # Torch-Pruning traces the graph through autograd: build normal tensors even if the caller is in inference mode.
     with torch.inference_mode(False), torch.enable_grad():
-        model = build_model(arch, num_classes)
-        replay_history(model, history, torch.zeros(1, in_channels, image_size, image_size))
+        trace = (torch.zeros(1, text["max_length"], dtype=torch.long) if text
+                 else torch.zeros(1, m["in_channels"], m["image_size"], m["image_size"]))
+        model = dense_architecture(m)
+        replay_history(model, history, trace)
         model.load_state_dict(state)
     return model.eval()
 
@@ -46,4 +63,4 @@ def load_exported(folder: str | Path) -> nn.Module:
             raise MopruneError(f"{folder}: {name} is missing; re-run `moprune export`")
     history = json.loads((folder / "pruning.json").read_text())
     state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
-    return rebuild_model(m["arch"], m["num_classes"], m["image_size"], m["in_channels"], history, state)
+    return rebuild_model(m, history, state)

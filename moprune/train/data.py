@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import MopruneError
-from ..spec import DataSpec
+from ..spec import TEXT_DATASETS, DataSpec
 
 Batch = tuple[Tensor, Tensor]
 FAKE_SIZE = 1024  # images in the `fake` data set (torchvision FakeData), for smoke tests
@@ -34,7 +34,7 @@ class Split(Protocol):
 
 @dataclass
 class TensorSplit:
-    """Images (N, C, H, W) and labels (N,) held as tensors on one device."""
+    """Images (N, C, H, W), or token ids (N, L), and labels (N,) held as tensors on one device."""
 
     x: Tensor
     y: Tensor
@@ -82,12 +82,14 @@ class DataBundle:
     num_classes: int
     image_size: int
     in_channels: int = 3
+    # text data: vocab_size, pad_id, max_length, tokenizer (a trained tokenizer's file, or its name); None: images
+    text: dict[str, Any] | None = None
 
     def example_inputs(self, batch_size: int = 1) -> Tensor:
-        """A batch of real validation images, used to trace and time models."""
+        """A batch of real validation inputs (images, or token ids), used to trace and time models."""
         x, _ = next(self.val.batches(batch_size))
         if len(x) < batch_size:  # tiny validation sets: repeat to the requested batch size
-            x = x.repeat((batch_size + len(x) - 1) // len(x), 1, 1, 1)[:batch_size]
+            x = x.repeat((batch_size + len(x) - 1) // len(x), *[1] * (x.dim() - 1))[:batch_size]
         return x
 
 
@@ -190,6 +192,12 @@ def load_data(spec: DataSpec, *, seed: int, device: torch.device) -> DataBundle:
     """Load the spec's data set, split it by ``val_fraction`` (stratified, seeded) and place it on ``device``."""
     if spec.name == "imagefolder":
         return _imagefolder(spec, seed, device)
+    if spec.name in TEXT_DATASETS:
+        from .text import text_tensors
+
+        (x_train, y_train), (x_val, y_val), classes, facts = text_tensors(spec, seed)
+        return DataBundle(TensorSplit(x_train.to(device), y_train.to(device)),
+                          TensorSplit(x_val.to(device), y_val.to(device)), classes, spec.image_size, 0, facts)
     if spec.name == "digits":
         x, y = _digits()
     elif spec.name == "fake":

@@ -8,12 +8,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import MopruneError, SpecError
-from ..spec import StudySpec
+from ..spec import HF_PREFIXES, StudySpec
 from ..torch_state import seeded
 from .data import DataBundle
 from .loop import batch_norm_scales, evaluate, train
@@ -35,18 +36,52 @@ class DenseModel:
     trained_from: str | None = None  # sha256 of the weights sparsity training started from (None: not slimmed)
 
 
-def build_model(arch: str, num_classes: int) -> nn.Module:
-    """A fresh, randomly initialised model: a torchvision classifier by name, or ``package.module:factory``."""
+#: torchvision's ViT builders' fixed shapes (patch, layers, heads, hidden, mlp): a spec that changes one of them
+#: (``model.kwargs: {patch_size: 4}`` to run ViT-B on 32-px images) builds ``VisionTransformer`` from these.
+_VIT_SHAPES = {"vit_b_16": (16, 12, 12, 768, 3072), "vit_b_32": (32, 12, 12, 768, 3072),
+               "vit_l_16": (16, 24, 16, 1024, 4096), "vit_l_32": (32, 24, 16, 1024, 4096),
+               "vit_h_14": (14, 32, 16, 1280, 5120)}
+_VIT_KEYS = ("patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim")
+
+
+def build_model(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None,
+                image_size: int | None = None, text: dict[str, Any] | None = None) -> nn.Module:
+    """A fresh, randomly initialised model: a torchvision classifier by name, or ``package.module:factory``.
+
+    ``kwargs`` (``model.kwargs``) go to the builder or factory. torchvision's ``vit_*`` get the data's
+    ``image_size`` unless given (a ViT's position embedding is sized by it), and may change their patch size and
+    shape, which their builders fix. ``hf:`` and ``hf-config:`` models are Hugging Face classifiers (``hf.py``);
+    ``text`` (a text data set's vocabulary size, pad id, sequence length) sizes their embeddings.
+    """
+    kwargs = dict(kwargs or {})
+    if arch.startswith(HF_PREFIXES):
+        from .hf import build_hf
+
+        return build_hf(arch, num_classes, text)
     if ":" in arch:
         module_name, _, factory_name = arch.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), factory_name)
         except (ImportError, AttributeError) as exc:
             raise SpecError(f"model.arch: cannot import {arch!r} ({exc}); is the package installed?") from None
-        return factory(num_classes=num_classes)
+        return factory(num_classes=num_classes, **kwargs)
     import torchvision
 
-    return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    if arch in _VIT_SHAPES:
+        if image_size is not None:
+            kwargs.setdefault("image_size", image_size)
+        if any(k in kwargs for k in _VIT_KEYS):
+            shape = dict(zip(_VIT_KEYS, _VIT_SHAPES[arch])) | {k: kwargs.pop(k) for k in _VIT_KEYS if k in kwargs}
+            return torchvision.models.VisionTransformer(num_classes=num_classes, **shape, **kwargs)
+    try:
+        return torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+    except TypeError as exc:
+        raise SpecError(f"model.kwargs: {arch} does not take {sorted(kwargs)} ({exc}); remove the key") from None
+
+
+def dense_architecture(spec: StudySpec, data: DataBundle) -> nn.Module:
+    """The spec's model, freshly initialised, for this data set's classes and image size."""
+    return build_model(spec.model.arch, data.num_classes, spec.model.kwargs, data.image_size, data.text)
 
 
 def file_sha256(path: Path) -> str:
@@ -59,10 +94,14 @@ def file_sha256(path: Path) -> str:
 
 def pretrain_key(spec: StudySpec, num_classes: int) -> str:
     """Hash of everything that determines a pretrained dense model."""
+    pre = spec.model.pretrain
     recipe = {
         "format": _CACHE_FORMAT, "arch": spec.model.arch, "num_classes": num_classes, "seed": spec.seed,
-        "pretrain": spec.model.pretrain.model_dump(), "data": spec.data.model_dump(mode="json", exclude={"download"}),
+        # the default optimizer is left out, so keys made before it was a setting stay valid
+        "pretrain": pre.model_dump(exclude={"optimizer"} if pre.optimizer == "sgd" else None),
+        "data": spec.data.model_dump(mode="json", exclude={"download"}),
         "torch": torch.__version__.split("+")[0],
+        **({"kwargs": spec.model.kwargs} if spec.model.kwargs else {}),  # absent when empty: older keys stay valid
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -122,7 +161,7 @@ def dense_weights_path(spec: StudySpec, num_classes: int) -> Path:
 def load_dense(spec: StudySpec, data: DataBundle, device: torch.device) -> DenseModel:
     """The dense model on ``device`` in eval mode: from the checkpoint, the pretrain cache, or pretrained now;
     then, with ``model.sparsity_training``, slimmed (or loaded from that stage's cache)."""
-    model = build_model(spec.model.arch, data.num_classes)
+    model = dense_architecture(spec, data)
     if spec.model.sparsity_training is not None and not batch_norm_scales(model):
         raise SpecError(f"model.sparsity_training: {spec.model.arch} has no BatchNorm layers whose scales L1 could "
                         f"make sparse; remove model.sparsity_training for this model")
@@ -175,9 +214,9 @@ def _load_base(spec: StudySpec, data: DataBundle, device: torch.device, model: n
             log.info("pretraining dense %s for %d epochs (%d steps); cached in %s", spec.model.arch, pre.epochs,
                      pre.epochs * steps_per_epoch, path)
             with seeded(spec.seed, device):  # the initial weights, without reseeding the caller's generator
-                model = build_model(spec.model.arch, data.num_classes).to(device)
+                model = dense_architecture(spec, data).to(device)
             train(model, data.train, steps=pre.epochs * steps_per_epoch, lr=pre.lr, batch_size=pre.batch_size,
-                  seed=spec.seed, warmup=steps_per_epoch // 2)
+                  optimizer=pre.optimizer, seed=spec.seed, warmup=steps_per_epoch // 2)
             _save_atomically(model, path)
     model.eval()
     return DenseModel(model, source, path, file_sha256(path), evaluate(model, data.val))
