@@ -27,19 +27,28 @@ def _products(module: nn.Module, hidden: torch.Tensor) -> int:
 
     Torch-Pruning's counter sees modules, and these products are functions (``scaled_dot_product_attention``,
     ``matmul``) inside an attention module, counted by no module. Recognised by the attributes the modules
-    carry: moprune's ``HeadAttention`` (``attention_macs``) and Hugging Face's (``num_attention_heads``,
-    ``attention_head_size``); torchvision's ``nn.MultiheadAttention`` is counted by Torch-Pruning itself.
+    carry: moprune's ``HeadAttention`` (``attention_macs``) and Hugging Face's (``num_attention_heads`` with
+    ``attention_head_size`` or ``head_dim``); torchvision's ``nn.MultiheadAttention`` is counted by Torch-Pruning itself.
     """
     length = hidden.shape[1]
     if hasattr(module, "attention_macs"):
         return int(module.attention_macs(length, length))
-    return 2 * int(module.num_attention_heads) * length * length * int(module.attention_head_size)
+    size = getattr(module, "attention_head_size", None) or module.head_dim
+    return 2 * int(module.num_attention_heads) * length * length * int(size)
+
+
+def _is_hf_attention(m: nn.Module) -> bool:
+    """Hugging Face's attention modules by their attributes: BERT's (query, attention_head_size) and the
+    q_proj/o_proj layout's (head_dim)."""
+    if not isinstance(getattr(m, "num_attention_heads", None), int):
+        return False
+    return ((hasattr(m, "query") and hasattr(m, "attention_head_size"))
+            or (hasattr(m, "q_proj") and isinstance(getattr(m, "head_dim", None), int)))
 
 
 def attention_macs(model: nn.Module, one: torch.Tensor) -> int:
     """MACs of the attention products in one forward pass of one sample (0 for a model without attention)."""
-    sites = [m for m in model.modules() if hasattr(m, "attention_macs")
-             or (hasattr(m, "num_attention_heads") and hasattr(m, "attention_head_size") and hasattr(m, "query"))]
+    sites = [m for m in model.modules() if hasattr(m, "attention_macs") or _is_hf_attention(m)]
     if not sites:
         return 0
     total = [0]

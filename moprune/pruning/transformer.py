@@ -8,9 +8,10 @@ torchvision's fused ``nn.MultiheadAttention`` or Hugging Face's attention, so mo
 structure and cuts them with Torch-Pruning's Linear pruning functions; the kept head and neuron indices are the
 record (``pruning.json``) that rebuilds the shape on a fresh dense model.
 
-Two layouts are recognised: a block holding a ``HeadAttention`` (torchvision's ViT after ``prunable_form``) and a
-sibling with exactly two Linear layers (its MLP), and Hugging Face's BERT/ViT-style layers (``attention.self``
-with ``query``/``key``/``value``, ``attention.output.dense``, ``intermediate.dense``, ``output.dense``).
+Recognised layouts (``find_sites``): torchvision's ViT (``HeadAttention`` after ``prunable_form``, ``MLPBlock``),
+Hugging Face BERT/RoBERTa-style layers (``attention.self.query/key/value``, ``attention.output.dense``,
+``intermediate.dense``, ``output.dense``) and the q_proj/k_proj/v_proj/o_proj layout with a two-Linear MLP
+(Hugging Face's ViT in transformers 5). Anything else is searched by its DependencyGraph groups.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Site:
 
     ``rows`` lose output features (q, k, v; the MLP's up projection), ``cols`` input features (the attention's
     output projection; the MLP's down projection); ``unit`` features make one head (the head size) or one neuron.
+    ``heads_attr`` (and ``width_attr``) name the attention module's head count (and total width) attributes, which
+    pruning keeps true.
     """
 
     root: str  # the plan's key: the attention module, or the MLP's container
@@ -44,37 +47,70 @@ class Site:
     cols: tuple[str, ...]
     count: int  # heads, or neurons
     unit: int
+    heads_attr: str | None = None
+    width_attr: str | None = None
 
 
 def _linears(module: nn.Module) -> list[tuple[str, nn.Linear]]:
     return [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
 
 
+def _is_linear(module: nn.Module, *names: str) -> bool:
+    return all(isinstance(getattr(module, n, None), nn.Linear) for n in names)
+
+
+def _attention(prefix: str, name: str, child: nn.Module) -> Site | None:
+    """The head site of ``child`` (a block's child called ``name``) if it is an attention layout moprune knows:
+    moprune's ``HeadAttention``; Hugging Face's q_proj/k_proj/v_proj/o_proj (ViT in transformers 5, Llama-style,
+    without grouped key/value heads); or BERT's ``attention.self`` (query/key/value) with ``attention.output.dense``."""
+    root = prefix + name
+    if isinstance(child, HeadAttention):
+        return Site(root, prefix[:-1], HEADS, (f"{root}.q", f"{root}.k", f"{root}.v"), (f"{root}.out_proj",),
+                    child.num_heads, child.head_dim, "num_heads")
+    heads = getattr(child, "num_attention_heads", None)
+    if (_is_linear(child, "q_proj", "k_proj", "v_proj", "o_proj") and isinstance(heads, int)
+            and isinstance(getattr(child, "head_dim", None), int)
+            and getattr(child, "num_key_value_heads", heads) == heads):
+        return Site(root, prefix[:-1], HEADS, tuple(f"{root}.{p}_proj" for p in "qkv"), (f"{root}.o_proj",), heads,
+                    child.head_dim, "num_attention_heads")
+    for inner_name in ("self", "attention"):
+        inner = getattr(child, inner_name, None)
+        output = getattr(child, "output", None)
+        if (inner is not None and _is_linear(inner, "query", "key", "value") and output is not None
+                and _is_linear(output, "dense") and isinstance(getattr(inner, "num_attention_heads", None), int)):
+            at = f"{root}.{inner_name}"
+            return Site(at, prefix[:-1], HEADS, (f"{at}.query", f"{at}.key", f"{at}.value"), (f"{root}.output.dense",),
+                        inner.num_attention_heads, inner.attention_head_size, "num_attention_heads", "all_head_size")
+    return None
+
+
 def find_sites(model: nn.Module) -> list[Site]:
-    """The model's head and neuron sites in module order (none for a model without recognised blocks)."""
+    """The model's head and neuron sites in module order (none for a model without recognised blocks).
+
+    A block is a module with one recognised attention child; its MLP is a sibling holding exactly two Linear layers
+    that map the stream's width out and back (torchvision's ``MLPBlock``, Hugging Face's ``mlp.fc1/fc2``), or BERT's
+    ``intermediate.dense`` with ``output.dense``.
+    """
     sites: list[Site] = []
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         children = dict(module.named_children())
-        attention = [(n, c) for n, c in children.items() if isinstance(c, HeadAttention)]
-        if len(attention) == 1:
-            a_name, a = attention[0]
-            root = prefix + a_name
-            sites.append(Site(root, name, HEADS, (f"{root}.q", f"{root}.k", f"{root}.v"), (f"{root}.out_proj",),
-                              a.num_heads, a.head_dim))
-            for c_name, child in children.items():
-                mlp = _mlp_of(child, a.q.in_features)
-                if c_name != a_name and mlp is not None:
-                    up, down = mlp
-                    sites.append(Site(prefix + c_name, name, NEURONS, (f"{prefix}{c_name}.{up}",),
-                                      (f"{prefix}{c_name}.{down}",), child.get_submodule(up).out_features, 1))
-        elif _is_hf_layer(module):
-            att = module.attention.self if hasattr(module.attention, "self") else module.attention.attention
-            att_name = f"{prefix}attention.{'self' if hasattr(module.attention, 'self') else 'attention'}"
-            sites.append(Site(att_name, name, HEADS, tuple(f"{att_name}.{p}" for p in ("query", "key", "value")),
-                              (f"{prefix}attention.output.dense",), att.num_attention_heads, att.attention_head_size))
+        found = [(n, site) for n, c in children.items() if (site := _attention(prefix, n, c)) is not None]
+        if len(found) != 1:
+            continue
+        a_name, attention = found[0]
+        sites.append(attention)
+        width = model.get_submodule(attention.rows[0]).in_features
+        if _is_linear(children.get("intermediate"), "dense") and _is_linear(children.get("output"), "dense"):
             sites.append(Site(f"{prefix}intermediate", name, NEURONS, (f"{prefix}intermediate.dense",),
                               (f"{prefix}output.dense",), module.intermediate.dense.out_features, 1))
+            continue
+        for c_name, child in children.items():
+            mlp = _mlp_of(child, width) if c_name != a_name else None
+            if mlp is not None:
+                up, down = mlp
+                sites.append(Site(prefix + c_name, name, NEURONS, (f"{prefix}{c_name}.{up}",),
+                                  (f"{prefix}{c_name}.{down}",), child.get_submodule(up).out_features, 1))
     return sites
 
 
@@ -87,15 +123,6 @@ def _mlp_of(module: nn.Module, width: int) -> tuple[str, str] | None:
     if up.in_features == width == down.out_features and up.out_features == down.in_features:
         return up_name, down_name
     return None
-
-
-def _is_hf_layer(module: nn.Module) -> bool:
-    att = getattr(module, "attention", None)
-    inner = getattr(att, "self", None) or getattr(att, "attention", None)
-    return (inner is not None and all(isinstance(getattr(inner, p, None), nn.Linear) for p in ("query", "key", "value"))
-            and hasattr(inner, "num_attention_heads") and isinstance(getattr(att, "output", None), nn.Module)
-            and isinstance(getattr(getattr(module, "intermediate", None), "dense", None), nn.Linear)
-            and isinstance(getattr(getattr(module, "output", None), "dense", None), nn.Linear))
 
 
 def kept_count(site: Site, ratio: float, round_to: int | None = None) -> int:
@@ -144,13 +171,11 @@ def cut(model: nn.Module, site: Site, keep: list[int]) -> None:
         tp.prune_linear_out_channels(model.get_submodule(name), drop)
     for name in site.cols:
         tp.prune_linear_in_channels(model.get_submodule(name), drop)
-    if site.kind == HEADS:
+    if site.heads_attr is not None:  # the head size stays; the count (and total width) are the module's bookkeeping
         attention = model.get_submodule(site.root)
-        if isinstance(attention, HeadAttention):
-            attention.num_heads = len(keep)
-        else:  # Hugging Face: the head size stays; these two are its bookkeeping
-            attention.num_attention_heads = len(keep)
-            attention.all_head_size = len(keep) * site.unit
+        setattr(attention, site.heads_attr, len(keep))
+        if site.width_attr is not None:
+            setattr(attention, site.width_attr, len(keep) * site.unit)
 
 
 def prune_sites(model: nn.Module, ratios: dict[str, float], *, importance: str = "l2", round_to: int | None = None,

@@ -145,8 +145,14 @@ def _export(study: optuna.Study, spec: StudySpec, run_spec: StudySpec, trial: op
     metrics = trial_metrics(study, trial, row, objectives, recorded, len(data.val), run_spec, check, onnx_info)
     write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     written = ["pruning.json", "weights.pt", *(["model.onnx"] if onnx_info else []), "metrics.json"]
+    tokenizer = (data.text or {}).get("tokenizer")
+    if tokenizer and Path(tokenizer).is_file():  # a tokenizer moprune trained: the model reads nothing else
+        write_bytes(out / "tokenizer.json", Path(tokenizer).read_bytes())
+        written.append("tokenizer.json")
     config = export_config(study, spec, run_spec, trial, pick, rule, data, got.dense_path, got.source, metrics, device,
-                           {name: file_sha256(out / name) for name in written})
+                           {name: file_sha256(out / name) for name in written}, model=model)
+    if "tokenizer.json" in written:
+        config["model"]["text"]["tokenizer"] = "tokenizer.json"  # this folder's copy (tokenizers.Tokenizer.from_file)
     config = json.loads(json.dumps(config))  # plain types only (torch.__version__ is a str subclass yaml refuses)
     write_bytes(out / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
 

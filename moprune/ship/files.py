@@ -75,7 +75,7 @@ def trial_metrics(study: optuna.Study, trial: optuna.trial.FrozenTrial, row: dic
 
 def export_config(study: optuna.Study, spec: StudySpec, run_spec: StudySpec, trial: optuna.trial.FrozenTrial,
                   pick: Pick, rule: str, data: DataBundle, dense_path: Path, source: str, metrics: dict[str, Any],
-                  device: torch.device, hashes: dict[str, str]) -> dict[str, Any]:
+                  device: torch.device, hashes: dict[str, str], model: nn.Module | None = None) -> dict[str, Any]:
     """config.yaml: everything needed to rebuild and re-measure the model without the study database."""
     baseline = _baseline_dict(study)
     dense_sha = baseline.get("sha256")
@@ -85,6 +85,11 @@ def export_config(study: optuna.Study, spec: StudySpec, run_spec: StudySpec, tri
     dumped["storage"] = redact(spec.storage_url)
     # Absolute paths: evaluate may run from another directory.
     dumped.setdefault("data", {})["root"] = str(Path(run_spec.data.root).resolve())
+    for key in ("path", "val_path"):  # a text data set's files
+        if getattr(run_spec.data, key) is not None:
+            dumped["data"][key] = str(Path(getattr(run_spec.data, key)).resolve())
+    if run_spec.model.arch.startswith("hf-config:"):
+        dumped["model"]["arch"] = "hf-config:" + str(Path(run_spec.model.arch.partition(":")[2]).resolve())
     if run_spec.model.checkpoint is not None:
         dumped["model"]["checkpoint"] = str(Path(run_spec.model.checkpoint).resolve())
     record = TrialRecord.of(trial)
@@ -94,7 +99,7 @@ def export_config(study: optuna.Study, spec: StudySpec, run_spec: StudySpec, tri
         "study": {"name": study.study_name, "storage": redact(spec.storage_url), "trial": trial.number,
                   "pick": {"rule": rule, "reason": pick.reason}},
         "model": {
-            **model_config(run_spec, data),
+            **model_config(run_spec, data, model),
             "dense_weights": {"path": str(dense_path.resolve()), "sha256": dense_sha, "source": baseline.get("source"),
                               "present_at_export": present and file_sha256(dense_path) == dense_sha},
         },

@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import MopruneError
 from ..pruning import prunable_form, replay_history
 from ..spec import StudySpec, read_yaml
-from ..train import DataBundle, build_model
+from ..train import DataBundle, build_model, hf_config_of
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -26,17 +26,24 @@ def read_config(folder: Path) -> dict[str, Any]:
     return read_yaml(path)
 
 
-def model_config(spec: StudySpec, data: DataBundle) -> dict[str, Any]:
-    """What rebuilds the study's dense architecture without the study: the ``model`` section of ``config.yaml``."""
+def model_config(spec: StudySpec, data: DataBundle, model: nn.Module | None = None) -> dict[str, Any]:
+    """What rebuilds the study's dense architecture without the study: the ``model`` section of ``config.yaml``.
+
+    A Hugging Face model's full config goes with it (``hf_config``): no hub and no config file is needed to load
+    the export, and its per-layer widths come from ``pruning.json`` as a CNN's do.
+    """
+    hf = hf_config_of(model) if model is not None else None
     return {"arch": spec.model.arch, "num_classes": data.num_classes, "image_size": data.image_size,
             "in_channels": data.in_channels, "kwargs": dict(spec.model.kwargs),
-            **({"text": dict(data.text)} if data.text is not None else {})}
+            **({"text": dict(data.text)} if data.text is not None else {}),
+            **({"hf_config": hf} if hf is not None else {})}
 
 
 def dense_architecture(m: dict[str, Any]) -> nn.Module:
     """The dense architecture of a ``model`` section, freshly initialised, in the form trials prune (attention
     by head)."""
-    model = build_model(m["arch"], m["num_classes"], m.get("kwargs") or {}, m.get("image_size"), m.get("text"))
+    model = build_model(m["arch"], m["num_classes"], m.get("kwargs") or {}, m.get("image_size"), m.get("text"),
+                        m.get("hf_config"))
     prunable_form(model)
     return model
 

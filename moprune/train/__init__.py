@@ -7,10 +7,11 @@ Knows nothing of pruning or studies.
 from .data import FAKE_SIZE, Batch, DataBundle, LoaderSplit, Split, TensorSplit, load_data, stratified_split
 from .loop import (Distillation, NonFiniteLoss, TrainResult, cosine_lr, distillation_loss, evaluate, make_optimizer,
                    train)
+from .hf import HFClassifier, hf_config_of
 from .models import (CACHE_DIR, DenseModel, build_model, dense_weights_path, file_sha256, load_checkpoint, load_dense,
                      pretrain_key)
 
-__all__ = ["Batch", "CACHE_DIR", "DataBundle", "DenseModel", "Distillation", "distillation_loss", "FAKE_SIZE", "LoaderSplit", "NonFiniteLoss", "Split",
+__all__ = ["HFClassifier", "hf_config_of", "Batch", "CACHE_DIR", "DataBundle", "DenseModel", "Distillation", "distillation_loss", "FAKE_SIZE", "LoaderSplit", "NonFiniteLoss", "Split",
            "TensorSplit", "TrainResult", "build_model", "cosine_lr", "dense_weights_path", "evaluate", "file_sha256",
            "load_checkpoint", "load_data", "load_dense", "make_optimizer", "pretrain_key", "stratified_split",
            "train"]

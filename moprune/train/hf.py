@@ -34,12 +34,14 @@ class HFClassifier(nn.Module):
         return self.model(input_ids=x, attention_mask=(x != self.pad_id).long()).logits
 
 
-def _config(arch: str, num_classes: int, text: dict[str, Any] | None) -> Any:
+def _config(arch: str, num_classes: int, text: dict[str, Any] | None, data: dict[str, Any] | None) -> Any:
     from transformers import AutoConfig
 
     source = arch.partition(":")[2]
     path = Path(source)
     try:
+        if data is not None:  # an export's own copy: nothing to read from the hub or the study's files
+            return AutoConfig.for_model(**data)
         if arch.startswith("hf-config:"):
             data = json.loads((path / "config.json" if path.is_dir() else path).read_text())
             config = AutoConfig.for_model(**data)
@@ -55,18 +57,20 @@ def _config(arch: str, num_classes: int, text: dict[str, Any] | None) -> Any:
     return config
 
 
-def build_hf(arch: str, num_classes: int, text: dict[str, Any] | None) -> nn.Module:
-    """The ``hf:`` or ``hf-config:`` model, wrapped; randomly initialised for ``hf-config:``."""
+def build_hf(arch: str, num_classes: int, text: dict[str, Any] | None,
+             config_data: dict[str, Any] | None = None) -> nn.Module:
+    """The ``hf:`` or ``hf-config:`` model, wrapped; randomly initialised for ``hf-config:``, and for any arch
+    when ``config_data`` (an export's ``hf_config``: the model's full config) is given, since its weights follow."""
     import transformers
 
-    config = _config(arch, num_classes, text)
+    config = _config(arch, num_classes, text, config_data)
     vision = config.model_type in VISION_TYPES
     auto = transformers.AutoModelForImageClassification if vision else transformers.AutoModelForSequenceClassification
     if vision == (text is not None):
         raise SpecError(f"model.arch: {arch} is a{' vision' if vision else ' text'} model; the data set gives "
                         f"{'token ids' if text is not None else 'images'}")
     try:
-        if arch.startswith("hf-config:"):
+        if arch.startswith("hf-config:") or config_data is not None:
             model = auto.from_config(config, attn_implementation="sdpa")
         else:
             model = auto.from_pretrained(arch.partition(":")[2], config=config, ignore_mismatched_sizes=True,
@@ -76,3 +80,10 @@ def build_hf(arch: str, num_classes: int, text: dict[str, Any] | None) -> nn.Mod
                            "it once elsewhere into the Hugging Face cache, or use model.checkpoint") from None
     pad = None if text is None else text["pad_id"]
     return HFClassifier(model, pad)
+
+
+def hf_config_of(model: nn.Module) -> dict[str, Any] | None:
+    """The full config of a wrapped Hugging Face model (JSON-able), for an export to rebuild it offline."""
+    if isinstance(model, HFClassifier):
+        return json.loads(model.model.config.to_json_string(use_diff=False))
+    return None

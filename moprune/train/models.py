@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,19 +46,21 @@ _VIT_KEYS = ("patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim")
 
 
 def build_model(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None,
-                image_size: int | None = None, text: dict[str, Any] | None = None) -> nn.Module:
+                image_size: int | None = None, text: dict[str, Any] | None = None,
+                hf_config: dict[str, Any] | None = None) -> nn.Module:
     """A fresh, randomly initialised model: a torchvision classifier by name, or ``package.module:factory``.
 
     ``kwargs`` (``model.kwargs``) go to the builder or factory. torchvision's ``vit_*`` get the data's
     ``image_size`` unless given (a ViT's position embedding is sized by it), and may change their patch size and
     shape, which their builders fix. ``hf:`` and ``hf-config:`` models are Hugging Face classifiers (``hf.py``);
-    ``text`` (a text data set's vocabulary size, pad id, sequence length) sizes their embeddings.
+    ``text`` (a text data set's vocabulary size, pad id, sequence length) sizes their embeddings; ``hf_config``
+    (an export's copy of the model's config) rebuilds one offline.
     """
     kwargs = dict(kwargs or {})
     if arch.startswith(HF_PREFIXES):
         from .hf import build_hf
 
-        return build_hf(arch, num_classes, text)
+        return build_hf(arch, num_classes, text, hf_config)
     if ":" in arch:
         module_name, _, factory_name = arch.partition(":")
         try:
@@ -102,8 +105,22 @@ def pretrain_key(spec: StudySpec, num_classes: int) -> str:
         "data": spec.data.model_dump(mode="json", exclude={"download"}),
         "torch": torch.__version__.split("+")[0],
         **({"kwargs": spec.model.kwargs} if spec.model.kwargs else {}),  # absent when empty: older keys stay valid
+        **({"config_sha256": file_sha256(_hf_config_file(spec.model.arch))}
+           if spec.model.arch.startswith("hf-config:") else {}),  # an edited config is another model
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _hf_config_file(arch: str) -> Path:
+    path = Path(arch.partition(":")[2])
+    return path / "config.json" if path.is_dir() else path
+
+
+def cache_stem(arch: str) -> str:
+    """A file-name-safe form of ``model.arch`` (a factory's colon, an hf-config: path's slashes)."""
+    if arch.startswith("hf-config:"):
+        arch = "hf-config-" + _hf_config_file(arch).stem
+    return re.sub(r"[^\w.-]+", "-", arch.replace(":", "."))
 
 
 def load_checkpoint(model: nn.Module, path: Path) -> None:
@@ -137,7 +154,7 @@ def _base_weights_path(spec: StudySpec, num_classes: int) -> Path:
     """The user's checkpoint, else the pretrain cache entry for this recipe (before any sparsity training)."""
     if spec.model.checkpoint is not None:
         return Path(spec.model.checkpoint)
-    return CACHE_DIR / f"{spec.model.arch.replace(':', '.')}-{pretrain_key(spec, num_classes)}.pt"
+    return CACHE_DIR / f"{cache_stem(spec.model.arch)}-{pretrain_key(spec, num_classes)}.pt"
 
 
 def sparsity_key(spec: StudySpec, base_sha256: str) -> str:
@@ -155,7 +172,7 @@ def dense_weights_path(spec: StudySpec, num_classes: int) -> Path:
     base = _base_weights_path(spec, num_classes)
     if spec.model.sparsity_training is None or not base.is_file():
         return base
-    return CACHE_DIR / f"{spec.model.arch.replace(':', '.')}-{sparsity_key(spec, file_sha256(base))}-slim.pt"
+    return CACHE_DIR / f"{cache_stem(spec.model.arch)}-{sparsity_key(spec, file_sha256(base))}-slim.pt"
 
 
 def load_dense(spec: StudySpec, data: DataBundle, device: torch.device) -> DenseModel:

@@ -142,3 +142,26 @@ def test_global_pruning_ranks_heads_and_neurons_across_blocks_and_the_plan_repro
     heads = sum(pruned.channels[g.root] for g in groups if g.kind == "heads")
     assert heads == 4, "half of the eight heads are left"
     assert copy.deepcopy(pruned.model)(X).shape == (2, 10)
+
+
+def test_hugging_face_vit_layout_prunes_by_head_and_neuron_and_replays():
+    transformers = pytest.importorskip("transformers")
+    from moprune.train import HFClassifier
+
+    def build():
+        torch.manual_seed(0)
+        config = transformers.ViTConfig(num_labels=3, num_hidden_layers=2, image_size=32, patch_size=8,
+                                        hidden_size=32, intermediate_size=64, num_attention_heads=4)
+        return HFClassifier(transformers.AutoModelForImageClassification.from_config(config), None).eval()
+
+    model = build()
+    groups = discover_groups(model, X[:1])
+    assert [(g.kind, g.channels) for g in groups] == [("heads", 4), ("neurons", 64)] * 2
+    pruned = apply_plan(model, {groups[0].root: 0.5, groups[1].root: 0.5}, X[:1])
+    attention = pruned.model.get_submodule(groups[0].root)
+    assert attention.num_attention_heads == 2 and attention.o_proj.in_features == 2 * attention.head_dim
+    assert pruned.model(X).shape == (2, 3)
+    fresh = build()
+    replay_history(fresh, json.loads(json.dumps(pruned.history)), X[:1])
+    fresh.load_state_dict(pruned.model.state_dict())
+    assert torch.equal(fresh(X), pruned.model(X))
