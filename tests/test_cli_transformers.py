@@ -23,14 +23,21 @@ FAST_MEASURE = {"batch_size": 8, "warmup": 1, "repeats": 3, "ci_half_width": Non
 
 
 def _study(spec, folder: Path, capsys) -> list[dict]:
+    """Run the study, check its front and report; every trial's row (``pareto --all``)."""
     path = write_spec(spec, folder)
     assert main(["run", str(path)]) == 0
+    capsys.readouterr()
     assert main(["pareto", str(path), "--format", "json"]) == 0
-    front = json.loads(capsys.readouterr().out)
-    assert front, "a feasible front"
+    assert json.loads(capsys.readouterr().out), "a feasible front"
+    assert main(["pareto", str(path), "--all", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
     assert main(["dashboard", str(path), "--out", str(folder / "report" / "index.html")]) == 0
     assert (folder / "report" / "index.html").stat().st_size > 10_000
-    return front
+    return rows
+
+
+def _uniform(rows: list[dict], ratio: float) -> dict:
+    return next(r for r in rows if r["plan"] and set(r["plan"].values()) == {ratio})
 
 
 def _export_reloads_identically(path: Path, out: Path, inputs: torch.Tensor, capsys) -> dict:
@@ -59,8 +66,8 @@ def test_a_bert_text_study_runs_exports_and_reloads_with_identical_logits(sessio
         finetune={"steps": 6, "lr": 0.0005, "batch_size": 64, "optimizer": "adamw", "warmup_steps": 2},
         constraints={"max_accuracy_drop": 0.1}, measure=FAST_MEASURE,
         search={"n_trials": 4, "sampler": "random", "seed_trials": ["dense", "uniform"], "uniform_count": 2})
-    front = _study(spec, folder, capsys)
-    assert any("uniform 0.90" in row["plan"] for row in front) or front
+    rows = _study(spec, folder, capsys)
+    assert _uniform(rows, 0.9)["macs"] < 0.3 * _uniform(rows, 0.0)["macs"], "heads and MLP neurons removed"
     path = folder / "bert_text.yaml"
     config = _export_reloads_identically(path, folder / "export", torch.randint(5, 200, (4, 24)), capsys)
     assert (folder / "export" / "tokenizer.json").is_file() and config["model"]["text"]["tokenizer"] == "tokenizer.json"
@@ -81,8 +88,8 @@ def test_a_vit_study_removes_heads_and_neurons_and_its_export_reloads(session_cw
         finetune={"steps": 4, "lr": 0.001, "batch_size": 64, "optimizer": "adamw", "warmup_steps": 1},
         constraints={"max_accuracy_drop": 1.0}, measure=FAST_MEASURE,
         search={"n_trials": 3, "sampler": "random", "seed_trials": ["uniform"], "uniform_count": 3})
-    front = _study(spec, folder, capsys)
-    assert front
+    rows = _study(spec, folder, capsys)
+    assert _uniform(rows, 0.8)["macs"] < 0.45 * _uniform(rows, 0.0)["macs"]
     path = folder / "vit_tiny.yaml"
     config = _export_reloads_identically(path, folder / "export", torch.randn(2, 3, 16, 16), capsys)
     channels = config["prune"]["channels"]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import MopruneError, SpecError
-from ..spec import HF_PREFIXES, StudySpec
+from ..spec import HF_PREFIXES, TEXT_DATASETS, StudySpec
 from ..torch_state import seeded
 from .data import DataBundle
 from .loop import batch_norm_scales, evaluate, train
@@ -95,6 +95,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: DataSpec keys that only text data sets read: left out of image data sets' cache keys (made before they existed)
+_TEXT_KEYS = {"path", "val_path", "dataset", "dataset_config", "train_split", "val_split", "text_column",
+              "label_column", "max_length", "tokenizer", "vocab_size"}
+
+
+def data_recipe(spec: StudySpec) -> dict[str, Any]:
+    """The data keys that determine a cached model (``download`` never does; text keys only for text)."""
+    unused = {"download"} | (set() if spec.data.name in TEXT_DATASETS else _TEXT_KEYS)
+    return spec.data.model_dump(mode="json", exclude=unused)
+
+
 def pretrain_key(spec: StudySpec, num_classes: int) -> str:
     """Hash of everything that determines a pretrained dense model."""
     pre = spec.model.pretrain
@@ -102,7 +113,7 @@ def pretrain_key(spec: StudySpec, num_classes: int) -> str:
         "format": _CACHE_FORMAT, "arch": spec.model.arch, "num_classes": num_classes, "seed": spec.seed,
         # the default optimizer is left out, so keys made before it was a setting stay valid
         "pretrain": pre.model_dump(exclude={"optimizer"} if pre.optimizer == "sgd" else None),
-        "data": spec.data.model_dump(mode="json", exclude={"download"}),
+        "data": data_recipe(spec),
         "torch": torch.__version__.split("+")[0],
         **({"kwargs": spec.model.kwargs} if spec.model.kwargs else {}),  # absent when empty: older keys stay valid
         **({"config_sha256": file_sha256(_hf_config_file(spec.model.arch))}
@@ -162,7 +173,7 @@ def sparsity_key(spec: StudySpec, base_sha256: str) -> str:
     st = spec.model.sparsity_training
     assert st is not None
     recipe = {"format": _CACHE_FORMAT, "from": base_sha256, "sparsity_training": st.model_dump(), "seed": spec.seed,
-              "data": spec.data.model_dump(mode="json", exclude={"download"}), "torch": torch.__version__.split("+")[0]}
+              "data": data_recipe(spec), "torch": torch.__version__.split("+")[0]}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -60,3 +60,28 @@ def test_a_model_without_batchnorm_is_refused_before_any_training(session_cwd):
     with pytest.raises(SpecError, match="model.sparsity_training: tiny_models:plain_cnn has no BatchNorm"):
         load_dense(spec, data, torch.device("cpu"))
     assert not dense_weights_path(spec, data.num_classes).exists()
+
+
+def test_pretrain_keys_change_with_what_makes_the_model_and_not_with_keys_it_does_not_read():
+    from helpers import make_spec
+    from moprune.train import pretrain_key
+
+    base = make_spec()
+    assert pretrain_key(make_spec(data={"name": "digits", "image_size": 16, "max_length": 128}), 10) == \
+        pretrain_key(base, 10), "text-only keys do not touch an image model's cache entry"
+    assert pretrain_key(make_spec(model={"arch": "resnet18", "kwargs": {"zero_init_residual": True}}), 10) != \
+        pretrain_key(base, 10)
+    adamw = make_spec(model={"arch": "resnet18", "pretrain": {"epochs": 3, "lr": 0.05, "batch_size": 128,
+                                                              "optimizer": "adamw"}})
+    assert pretrain_key(adamw, 10) != pretrain_key(base, 10)
+
+
+def test_a_vit_builder_takes_the_data_image_size_and_a_smaller_shape_and_refuses_unknown_kwargs():
+    from moprune.train import build_model
+
+    model = build_model("vit_b_16", 10, {"patch_size": 4, "num_layers": 2, "num_heads": 2, "hidden_dim": 16,
+                                         "mlp_dim": 32}, image_size=16)
+    assert (model.image_size, model.patch_size, len(model.encoder.layers), model.hidden_dim) == (16, 4, 2, 16)
+    assert model(torch.randn(1, 3, 16, 16)).shape == (1, 10)
+    with pytest.raises(SpecError, match=r"model.kwargs: resnet18 does not take \['depth'\]"):
+        build_model("resnet18", 10, {"depth": 3})
