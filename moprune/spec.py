@@ -108,6 +108,7 @@ class DataSpec(_Section):
     val_path: Path | None = None  # text: a validation file of the same form (then no split)
     dataset: str | None = None  # hf: a Hugging Face dataset name, e.g. glue (dataset_config: sst2)
     dataset_config: str | None = None
+    data_files: str | None = None  # hf: local files for a packaged loader (dataset: csv | json | parquet)
     train_split: str = "train"
     val_split: str | None = None  # hf: e.g. validation; null: split train by val_fraction
     text_column: str = "text"

@@ -96,7 +96,7 @@ def file_sha256(path: Path) -> str:
 
 
 #: DataSpec keys that only text data sets read: left out of image data sets' cache keys (made before they existed)
-_TEXT_KEYS = {"path", "val_path", "dataset", "dataset_config", "train_split", "val_split", "text_column",
+_TEXT_KEYS = {"path", "val_path", "dataset", "dataset_config", "data_files", "train_split", "val_split", "text_column",
               "label_column", "max_length", "tokenizer", "vocab_size"}
 
 

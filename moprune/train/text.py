@@ -67,7 +67,8 @@ def hf_table(spec: DataSpec, split: str) -> tuple[list[str], list[Any]]:
     import datasets
 
     try:
-        table = datasets.load_dataset(spec.dataset, spec.dataset_config, split=split)
+        table = datasets.load_dataset(spec.dataset, spec.dataset_config, split=split,
+                                      **({"data_files": spec.data_files} if spec.data_files else {}))
     except Exception as exc:  # no network, unknown name or split: one line, the cause
         raise MopruneError(f"data.dataset: cannot load {spec.dataset!r} split {split!r} ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None

@@ -93,3 +93,11 @@ def test_a_padded_token_does_not_change_the_prediction():
     torch.testing.assert_close(model(x), model(x[:, :length]), rtol=1e-4, atol=1e-5)
     with pytest.raises(MopruneError, match="cannot read"):
         build_model("hf-config:/nonexistent/config.json", 2, text=data.text)
+
+
+def test_a_hugging_face_dataset_loads_offline_from_local_files_like_the_text_reader():
+    pytest.importorskip("datasets")
+    via_hf = load_data(DataSpec(name="hf", dataset="csv", data_files=str(REVIEWS), max_length=24, vocab_size=500),
+                       seed=0, device=CPU)
+    direct = load_data(reviews(), seed=0, device=CPU)
+    assert torch.equal(via_hf.train.x, direct.train.x) and torch.equal(via_hf.val.y, direct.val.y)
