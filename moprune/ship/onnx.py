@@ -31,14 +31,15 @@ def export_onnx(model: nn.Module, batch: torch.Tensor, path: Path) -> dict[str, 
     import onnxruntime as ort
 
     tmp = path.with_name(path.name + ".tmp")
+    name = "images" if batch.is_floating_point() else "input_ids"  # a text model reads token ids
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of dynamo=True, which needs onnxscript as well.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (batch[:2],), str(tmp), dynamo=False, input_names=["images"],
-                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(model, (batch[:2],), str(tmp), dynamo=False, input_names=[name],
+                          output_names=["logits"], dynamic_axes={name: {0: "batch"}, "logits": {0: "batch"}})
     onnx.checker.check_model(str(tmp))
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"images": batch.numpy()})[0]
+    got = session.run(None, {name: batch.numpy()})[0]
     with torch.inference_mode():
         want = model(batch).numpy()
     diff = float(np.abs(got - want).max())
