@@ -51,7 +51,8 @@ def _export_reloads_identically(path: Path, out: Path, inputs: torch.Tensor, cap
     assert main(["evaluate", str(out), "--format", "json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert evaluated["accuracy"]["now"] == pytest.approx(config["metrics"]["accuracy"])
+    accuracy = evaluated["metrics"]["accuracy"]
+    assert accuracy["measured"] == accuracy["recorded"] == pytest.approx(config["metrics"]["accuracy"]["value"])
     return config
 
 

@@ -87,7 +87,9 @@ def trial_line(trial: FrozenTrial, objectives: list[str]) -> str:
 class Progress:
     """One line per finished trial (a tqdm bar when attached to a terminal); ``done`` counts results only."""
 
-    def __init__(self, total: int, done: int, objectives: list[str], stream=sys.stderr):
+    def __init__(self, total: int, done: int, objectives: list[str], stream=None):
+        # sys.stderr as it is now, not as it was when this module was imported (a caller may have replaced it)
+        stream = sys.stderr if stream is None else stream
         self.total, self.objectives, self.stream = total, objectives, stream
         self.bar = None
         if stream.isatty():

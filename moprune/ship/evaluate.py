@@ -142,7 +142,7 @@ def _evaluate(folder: Path, config: dict[str, Any], recorded: dict[str, Any], sp
     rec = recorded["metrics"]
     rows = [
         MetricRow("accuracy", "fraction", accuracy, rec["accuracy"]["value"],
-                  note=f"{len(data.val)} validation images"),
+                  note=f"{len(data.val)} validation {'texts' if data.text is not None else 'images'}"),
         MetricRow("latency_ms", "ms", latency.median_ms, rec["latency_ms"]["value"], (latency.p10_ms, latency.p90_ms),
                   _spread(rec["latency_ms"]), note=f"{rounds} at batch {m.batch_size}"),
         MetricRow("speedup", "x", speedup[0] if speedup else None, rec["speedup"]["value"],
