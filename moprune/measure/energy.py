@@ -248,6 +248,11 @@ def _close_quietly(meter: EnergyMeter) -> None:
         pass
 
 
+#: Measured here: torch's intra-op threads kept 0.06-0.08 of a core busy during a 150-ms sleep right after passes,
+#: and none after a 50-ms pause; an idle reading taken while they spin is not idle (RAPL counts them).
+IDLE_SETTLE_S = 0.1
+
+
 def measure_energy(run: Callable[[], object], meter: EnergyMeter, *, window_s: float, pass_ms: float,
                    sync: Callable[[], None], idle_s: float | None = None) -> EnergyMeasurement:
     """Energy per pass of ``run``: passes repeated for at least ``window_s``, minus idle power over that window.
@@ -259,6 +264,7 @@ def measure_energy(run: Callable[[], object], meter: EnergyMeter, *, window_s: f
     check_window(meter, window_s)
     idle_s = idle_s if idle_s is not None else max(min(window_s, 1.0), 5 * meter.update_period_s)
     sync()
+    time.sleep(IDLE_SETTLE_S)  # torch's CPU worker threads spin a little after the last pass: let them park first
     meter.start()
     try:
         time.sleep(idle_s)

@@ -36,11 +36,16 @@ class CpuDrivenPower:
     """A CPU package drawing 5 W idle plus 20 W per busy core of this process (read from its CPU time)."""
 
     def __init__(self) -> None:
-        self.last = (time.perf_counter(), time.process_time())
+        self.last: tuple[float, float, float] | None = None
 
     def __call__(self) -> float:
-        now = (time.perf_counter(), time.process_time())
-        busy = (now[1] - self.last[1]) / max(now[0] - self.last[0], 1e-6)
+        # called from the fake counter's own thread, whose CPU is the fake's, not the package's: left out
+        now = (time.perf_counter(), time.process_time(), time.thread_time())
+        if self.last is None:
+            self.last = now
+            return 5.0
+        cpu = (now[1] - self.last[1]) - (now[2] - self.last[2])
+        busy = max(cpu, 0.0) / max(now[0] - self.last[0], 1e-6)
         self.last = now
         return 5.0 + 20.0 * busy
 
