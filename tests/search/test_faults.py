@@ -269,6 +269,7 @@ def test_a_study_whose_creator_died_is_reported_with_how_to_remove_it(session_cw
         run_study(fast_spec("orphan", n_trials=1), storage=url, **QUIET)
 
 
+@pytest.mark.slow  # runs a whole study
 def test_a_sticky_cuda_error_stops_the_run_and_the_plan_runs_again_on_resume(session_cwd, monkeypatch):
     from moprune.errors import DeviceLost
     from moprune.record import DEVICE_LOST, counts_as_result
@@ -317,6 +318,7 @@ def _failing_measure(monkeypatch, fail_calls):
     monkeypatch.setattr(StudyContext, "measure", measure)
 
 
+@pytest.mark.slow  # runs a whole study
 def test_a_failed_energy_window_does_not_count_and_the_study_goes_on(session_cwd, monkeypatch):
     from moprune.record import MEASUREMENT_FAILED
 
@@ -329,6 +331,7 @@ def test_a_failed_energy_window_does_not_count_and_the_study_goes_on(session_cwd
     assert not counts_as_result(failed[0]) and finished_count(study) == 3 and len(study.get_trials()) == 4
 
 
+@pytest.mark.slow  # runs a whole study
 def test_an_energy_meter_that_keeps_failing_stops_the_run_with_the_fix(session_cwd, monkeypatch):
     from moprune.errors import MeasurementUnreliable
 

@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import signal
 
+import pytest
+
 from moprune.search.worker_logs import pipes, relayed, send_to
 
 BIG = "x" * 1_000_000  # far over a pipe's buffer: a message is written in many pieces, so a kill lands mid-message
@@ -35,6 +37,7 @@ class _Kept(logging.Handler):
         self.records.append(record)
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_a_worker_killed_mid_message_leaves_the_others_messages_and_the_parent_running(monkeypatch):
     kept = _Kept()
     logger = logging.getLogger("moprune")
