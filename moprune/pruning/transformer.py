@@ -234,8 +234,8 @@ def global_site_plan(model: nn.Module, sites: list[Site], ratio: float, *, impor
         of_kind = [s for s in sites if s.kind == kind]
         if not of_kind:
             continue
-        normed = [(scores(model, s, importance) / scores(model, s, importance).mean().clamp_min(1e-12), s)
-                  for s in of_kind]
+        raw = [(scores(model, s, importance), s) for s in of_kind]
+        normed = [(v / v.mean().clamp_min(1e-12), s) for v, s in raw]
         pooled = torch.cat([v for v, _ in normed])
         n_remove = int(ratio * pooled.numel())
         threshold = pooled.sort().values[n_remove - 1] if n_remove > 0 else -float("inf")
