@@ -4,7 +4,7 @@ Both have structure for a per-group allocation to exploit: residual groups that 
 different resolution (a channel of the first stage costs four times the MACs of one in the next), and in the
 MobileNetV2-style network expansion layers whose width buys little accuracy. Every method of
 ``bench/search_quality.py`` searches the same space under the same budgets: at least 60% of the dense MACs removed
-(``constraints.max_macs``), at most ``max_accuracy_drop`` below dense, accuracy against the latency measured in
+(``constraints.max_macs``), at most ``max_accuracy_drop`` below dense (0.05; 0.10 on the MobileNetV2 task), accuracy against the latency measured in
 paired rounds with the dense model.
 """
 
@@ -128,6 +128,10 @@ TASKS: dict[str, dict[str, Any]] = {
         "data": {"image_size": 16},
         "finetune": {"steps": 30, "lr": 0.01, "batch_size": 64, "optimizer": "sgd"},
         "measure": {"batch_size": 64},
+        # At 40% of the MACs and 30 steps, 0.05 below dense is out of every method's reach on fresh seeds (seed 0:
+        # the uniform sweep's two search-feasible plans both fell below it when re-fine-tuned; the screen had none):
+        # every hypervolume would be zero and the table would rank luck. 0.10 leaves a front to compare.
+        "constraints": {"max_accuracy_drop": 0.10},
     },
 }
 

@@ -155,7 +155,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .ship import evaluate_export, format_evaluation
 
-    report = evaluate_export(Path(args.export_dir), device=args.device)
+    report = evaluate_export(Path(args.export_dir), device=args.device, runtime=args.runtime, dtype=args.dtype,
+                             channels_last=args.channels_last)
     print(json.dumps(report.as_dict(), indent=2) if args.format == "json" else format_evaluation(report))
     return 0
 
@@ -222,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("export_dir", metavar="DIR", help="a folder written by `moprune export`")
     _verbose(ev)
     ev.add_argument("--device", help="cpu | cuda | cuda:N (default: the study's device)")
+    ev.add_argument("--runtime", choices=["eager", "compile", "onnxruntime"],
+                    help="time the model (and dense) in this runtime instead of the study's measure.runtime")
+    ev.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="instead of the study's measure.dtype")
+    ev.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                    help="NHWC inputs and weights (default: the study's measure.channels_last)")
     ev.add_argument("--format", choices=["table", "json"], default="table")
     ev.set_defaults(func=cmd_evaluate)
     return parser

@@ -63,6 +63,9 @@ class TrialRecord:
     latency_other_cpu: float | None = None  # mean share of our CPUs other processes used in the used rounds
     latency_other_cpu_max: float | None = None
     latency_screen: bool | None = None  # the quick budget measurement, not the precise one
+    latency_runtime: str | None = None  # what ran the timed passes: "eager float32", "onnxruntime 1.22.0 CPU..."
+    runtime_prepare_s: float | None = None  # compiling / exporting for that runtime (recorded, never timed)
+    latency_predicted_ms: float | None = None  # a screened plan's latency by the study's latency model: never measured
     measure_cached: bool | None = None  # reused from an earlier trial of the same shape
     device: str | None = None
     device_name: str | None = None
@@ -77,9 +80,10 @@ class TrialRecord:
     energy_passes: int | None = None
     accuracy_pre_ft: float | None = None  # right after pruning, before any fine-tune
     accuracy_proxy: float | None = None  # a screened plan's proxy of its accuracy after fine-tuning: never accuracy
-    proxy_method: str | None = None  # adaptive_bn | finetune | none
+    proxy_method: str | None = None  # adaptive_bn | finetune | none (the method actually used)
     screen_trial: int | None = None  # the screened trial this fine-tuned trial was promoted from
-    start: str | None = None  # a starting plan: "dense", "uniform 0.40", "global 0.40", "sensitivity 0.40"
+    start: str | None = None  # a starting plan: "dense", "uniform 0.40", "global 0.40", "sensitivity 0.40"; on a
+    # screened plan (and the trial it was promoted to), the sweep level it was screened as
     fixed_plan: dict[str, float] | None = None  # the exact plan of a starting trial its parameters only approximate
     finetune_seed: int | None = None
     rejected: bool | None = None  # over a hard budget: never fine-tuned
@@ -125,7 +129,8 @@ class TrialRecord:
             speedup_p90=lat.speedup_p90 if arch.paired else None,
             speedup_ci95=list(lat.speedup_ci95) if lat.speedup_ci95 and arch.paired else None,
             latency_noisy=arch.latency_noisy, device=dev.device, device_name=dev.device_name,
-            measure_cached=arch.cached, latency_screen=arch.screen,
+            measure_cached=arch.cached, latency_screen=arch.screen, latency_runtime=arch.runtime,
+            runtime_prepare_s=arch.prepare_s,
         )
         if info is not None:
             out = dataclasses.replace(
@@ -151,7 +156,8 @@ class TrialRecord:
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(TrialRecord))
-MEASURE_FIELDS = ("latency_timer", "torch_threads", "latency_rounds", "latency_rounds_taken", "latency_rounds_clean",
+MEASURE_FIELDS = ("latency_runtime", "runtime_prepare_s", "latency_timer", "torch_threads", "latency_rounds",
+                  "latency_rounds_taken", "latency_rounds_clean",
                   "latency_noisy", "latency_disturbance_check", "latency_other_cpu", "latency_other_cpu_max",
                   "latency_screen", "dense_latency_ms", "energy_window_s", "energy_passes", "idle_power_w", "driver",
                   "sm_clock_mhz_start", "sm_clock_mhz_end", "cudnn_benchmark", "measure_cached")
@@ -190,10 +196,10 @@ def counts_as_result(trial: FrozenTrial) -> bool:
 def origin(trial: FrozenTrial) -> str:
     """Where a fine-tuned trial's plan came from: a starting plan, the screen, or the sampler."""
     record = TrialRecord.of(trial)
+    if record.screen_trial is not None:  # a sweep plan the screen promoted keeps its name: "screened #3: uniform 0.55"
+        return f"screened #{record.screen_trial}" + (f": {record.start}" if record.start else "")
     if record.start:
         return f"start: {record.start}"
-    if record.screen_trial is not None:
-        return f"screened #{record.screen_trial}"
     return "sampler"
 
 

@@ -140,3 +140,30 @@ def test_custom_factory_is_accepted():
 def test_spec_error_is_a_spec_error():
     with pytest.raises(SpecError):
         parse_spec({"seed": -1})
+
+
+def test_a_runtime_is_checked_with_the_spec_naming_what_to_install(monkeypatch):
+    import importlib.util
+    import shutil
+
+    from moprune.spec import parse_spec
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(SpecError, match=r"measure\.runtime.*onnxruntime needs onnxruntime.*moprune\[onnx\]"):
+        parse_spec({"measure": {"runtime": "onnxruntime"}}, source="t")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SpecError, match=r"measure\.runtime.*C\+\+ compiler"):
+        parse_spec({"measure": {"runtime": "compile"}}, source="t")
+
+
+def test_runtime_combinations_that_cannot_run_are_spec_errors():
+    pytest.importorskip("onnxruntime")
+    from moprune.spec import parse_spec
+
+    with pytest.raises(SpecError, match="cuda_graph.*own streams"):
+        parse_spec({"measure": {"runtime": "onnxruntime", "cuda_graph": True}}, source="t")
+    with pytest.raises(SpecError, match="bfloat16"):
+        parse_spec({"measure": {"runtime": "onnxruntime", "dtype": "bfloat16"}}, source="t")
+    assert parse_spec({"measure": {"runtime": "eager", "dtype": "bfloat16", "channels_last": True}},
+                      source="t").measure.channels_last

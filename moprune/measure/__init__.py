@@ -13,11 +13,12 @@ from .complexity import Complexity, count_complexity
 from .device import device_name, resolve_device
 from .energy import (ENERGY_METHODS, EnergyMeasurement, EnergyMeasurementError, NoEnergyMeter, energy_meter_for,
                      measure_energy, open_energy_meter)
+from .latency_model import FEATURES, LatencyModel, cost_features, fit_latency_model
 from .latency import LatencyResult, PairedLatency, RoundsInfo, SingleLatency, measure_latency, measure_paired, measure_single
 from .settings import MeasureSettings
 
 __all__ = ["ArchitectureCache", "ArchitectureMeasurement", "Complexity", "DeviceState", "ENERGY_METHODS",
-           "EnergyMeasurement", "EnergyMeasurementError", "LatencyResult", "MeasureSettings", "NoEnergyMeter",
-           "PairedLatency", "RoundsInfo", "SingleLatency", "architecture_signature", "count_complexity", "device_name",
-           "energy_meter_for", "energy_per_pass", "measure_architecture", "measure_energy", "measure_latency",
+           "EnergyMeasurement", "EnergyMeasurementError", "FEATURES", "LatencyModel", "LatencyResult", "MeasureSettings", "NoEnergyMeter",
+           "PairedLatency", "RoundsInfo", "SingleLatency", "architecture_signature", "cost_features", "count_complexity", "device_name",
+           "energy_meter_for", "energy_per_pass", "fit_latency_model", "measure_architecture", "measure_energy", "measure_latency",
            "measure_paired", "measure_single", "open_energy_meter", "resolve_device"]

@@ -17,6 +17,7 @@ from .cache import ArchitectureCache, architecture_signature
 from .device import device_name, driver_version, sm_clock_mhz
 from .energy import EnergyMeasurement, energy_meter_for, measure_energy
 from .latency import LatencyResult, PairedLatency, measure_paired, measure_single
+from .runtimes import prepare, prepare_reference
 from .settings import MeasureSettings
 from .timers import cuda_graph_runner, cudnn_autotune, forward_runner, min_warmup, synchronize
 
@@ -38,6 +39,8 @@ class ArchitectureMeasurement:
     cached: bool = False  # reused from an earlier trial with the same shape
     screen: bool = False  # a quick measurement (exactly ``repeats`` rounds, no energy) for checking budgets
     paired: bool = True  # False: timed alone (no dense reference), so there is no speedup
+    runtime: str = "eager float32"  # what ran the passes (Runtime.describe, or ONNX Runtime's provider)
+    prepare_s: float = 0.0  # compiling / exporting the candidate for its runtime: recorded, never timed
 
     @property
     def energy_mj(self) -> float | None:
@@ -88,18 +91,24 @@ def measure_architecture(model: nn.Module, reference: nn.Module | None, inputs: 
                 return dataclasses.replace(hit, cached=True)
         if screen:
             settings = settings.screen()
+        # the runtime's form of both models (compiled, exported, cast): prepared before any timing, the dense one
+        # once per study
+        candidate = prepare(model, inputs, settings.runtime)
+        x = candidate.inputs
         clock_start = sm_clock_mhz(device)
         if reference is not None:
-            latency = measure_paired(model, reference, inputs, **settings.latency_options())
+            dense = prepare_reference(reference, inputs, settings.runtime)
+            latency = measure_paired(candidate.model, dense.model, x, **settings.latency_options())
         else:
-            single = measure_single(model, inputs, **settings.latency_options())
+            single = measure_single(candidate.model, x, **settings.latency_options())
             nan = float("nan")
             latency = PairedLatency(single.latency, LatencyResult(nan, nan, nan, ()), nan, nan, nan, single.info)
-        energy = (energy_per_pass(model, inputs, settings, device, latency.candidate.median_ms)
+        energy = (energy_per_pass(candidate.model, x, settings, device, latency.candidate.median_ms)
                   if want_energy else None)
         state = DeviceState(str(device), device_name(device), driver_version(device), clock_start,
                             sm_clock_mhz(device))
-    result = ArchitectureMeasurement(latency, energy, state, screen=screen, paired=reference is not None)
+    result = ArchitectureMeasurement(latency, energy, state, screen=screen, paired=reference is not None,
+                                     runtime=candidate.runtime, prepare_s=round(candidate.prepare_s, 3))
     if cache is not None and not screen:
         cache.put(key, result)
     return result

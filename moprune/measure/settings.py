@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .runtimes import Runtime
+
 if TYPE_CHECKING:
     from ..spec import MeasureSpec
 
@@ -28,6 +30,7 @@ class MeasureSettings:
     energy_window_s: float = 2.0  # each energy reading spans at least this long
     power_sample_ms: float = 10.0  # the power sampler's period where there is no energy counter
     threads: int | None = None  # torch intra-op threads while measuring (None: as the process has them)
+    runtime: Runtime = Runtime()  # eager / compile / onnxruntime, dtype, channels_last: the candidate and dense alike
 
     @classmethod
     def from_spec(cls, measure: MeasureSpec) -> MeasureSettings:
@@ -35,7 +38,8 @@ class MeasureSettings:
                    cuda_graph=measure.cuda_graph, max_other_cpu=measure.max_other_cpu,
                    max_retries=measure.max_noisy_retries, ci_half_width=measure.ci_half_width,
                    max_repeats=measure.max_repeats, energy_window_s=measure.energy_window_s,
-                   power_sample_ms=measure.power_sample_ms, threads=measure.threads)
+                   power_sample_ms=measure.power_sample_ms, threads=measure.threads,
+                   runtime=Runtime(measure.runtime, measure.dtype, measure.channels_last))
 
     def screen(self) -> MeasureSettings:
         """Half the rounds (at least 3), no precision target: enough to see a plan clearly over a latency budget,

@@ -1,8 +1,10 @@
 """Screening: many plans cheaply, then only those on or near the screened Pareto front are fine-tuned.
 
-A screened plan is pruned, counted (MACs, params), timed with the quick screen measurement (``repeats`` paired
-rounds, no energy) and scored by a proxy of its accuracy after fine-tuning (``moprune.train.proxy``: adaptive BN
-for BatchNorm models, a few fine-tune steps otherwise). Screened plans live in the same storage as a study of their
+A screened plan is pruned, counted (MACs, params), given a latency and scored by a proxy of its accuracy after
+fine-tuning (``moprune.train.proxy``: a few fine-tune steps, then adaptive BN for BatchNorm models). Its latency
+is predicted by a model fitted on the plans this study measured precisely (``moprune.measure.latency_model``,
+refitted every round, stored as ``latency_predicted_ms``), or, with ``screen.latency: measure``, timed with the
+quick screen measurement (``repeats`` paired rounds, no energy): timing cost more than the proxy on small models. Screened plans live in the same storage as a study of their
 own, ``<name>.screen``, whose first objective is ``accuracy_proxy``: its values are never an accuracy, and the
 fine-tuned study holds only fine-tuned trials. Screening runs in rounds: each round screens a batch of plans
 (proposed by the spec's sampler, which learns from the proxies), promotes the best not yet promoted by Pareto rank
@@ -13,6 +15,7 @@ neighbours of its plans to be screened next.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import random
@@ -23,21 +26,27 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import TrialState
 
+from ..measure import LatencyModel, cost_features
 from ..pareto import pareto_ranks
-from ..pruning import GLOBAL_PARAM, suggest_plan
+from ..pruning import GLOBAL_PARAM, nearest_params, plan_params, suggest_plan
 from ..record import SCREEN_SUFFIX, TrialRecord
 from ..spec import StudySpec
 from ..train.proxy import proxy_accuracy
+from .calibration import LatencyCalibration, ProxyCalibration
 from .context import StudyContext, finetune_seed
+from .study import coarse_to_fine
 
 log = logging.getLogger(__name__)
 
 PROXY_NAME = "accuracy_proxy"
+PREDICTED = "latency_predicted_ms"
 
 
 def screen_objectives(spec: StudySpec) -> list[str]:
-    """The screen study's objectives: the proxy, then the study's costs that a screen measures (energy -> latency)."""
-    costs = ["latency_ms" if o == "energy_mj" else o for o in spec.objectives if o != "accuracy"]
+    """The screen study's objectives: the proxy, then the study's costs that a screen gives (energy -> latency;
+    latency predicted by the latency model unless the screen measures it)."""
+    latency = PREDICTED if spec.search.screen.latency == "model" else "latency_ms"
+    costs = [latency if o in ("energy_mj", "latency_ms") else o for o in spec.objectives if o != "accuracy"]
     return [PROXY_NAME, *dict.fromkeys(costs)]
 
 
@@ -46,25 +55,34 @@ def screen_directions(spec: StudySpec) -> list[str]:
 
 
 class ScreenObjective:
-    """One screened plan: prune, count, quick paired latency, proxy accuracy; values in ``screen_objectives``."""
+    """One screened plan: prune, count, latency (predicted or quick paired), proxy; values in ``screen_objectives``."""
 
     def __init__(self, ctx: StudyContext):
         self.ctx = ctx
         self.objectives = screen_objectives(ctx.spec)
+        self.latency_model: LatencyModel | None = None  # set by run_screened before each round
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         ctx, s = self.ctx, self.ctx.spec
         plan = suggest_plan(trial, ctx.units, s.prune)
+        queued = TrialRecord.of(trial)  # a sweep plan: its level, and global pruning's exact plan
+        plan = queued.fixed_plan or plan
         pruned = ctx.prune(plan)
         cx = ctx.complexity(pruned.model)
         measured: dict[str, float] = {"macs": cx.macs, "params": cx.params}
         record = TrialRecord(fidelity="screened", plan=plan, channels=pruned.channels, macs=cx.macs,
-                             params=cx.params)
+                             params=cx.params, start=queued.start)
         if s.constraints.max_macs is not None and cx.macs > s.constraints.max_macs:
             # never promoted, and not worth a proxy or a timing: pruned (not failed), with the reason
             dataclasses.replace(record, rejected=True, fail_reason="rejected: over budget on macs").write(trial)
             raise optuna.TrialPruned("over budget on macs")
-        if "latency_ms" in self.objectives:
+        if PREDICTED in self.objectives:
+            if self.latency_model is None:
+                raise RuntimeError("the screen's latency model is not calibrated (no dense baseline yet)")
+            predicted = round(self.latency_model.predict(cost_features(pruned.model, ctx.trace_inputs)), 6)
+            measured[PREDICTED] = predicted
+            record = dataclasses.replace(record, latency_predicted_ms=predicted)
+        elif "latency_ms" in self.objectives:
             arch = ctx.measure(pruned.model, energy=False, screen=True)
             measured["latency_ms"] = arch.latency.candidate.median_ms
             record = TrialRecord.merged(record, TrialRecord.measured(arch).values_only())
@@ -98,24 +116,47 @@ def promoted(study: optuna.Study) -> set[int]:
             if r.screen_trial is not None}
 
 
-def promote(screened: optuna.Study, study: optuna.Study, count: int) -> list[int]:
+def _plan_key(trial: optuna.trial.FrozenTrial) -> str:
+    return json.dumps([trial.params, TrialRecord.of(trial).fixed_plan], sort_keys=True)
+
+
+def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: float | None = None) -> list[int]:
     """Queue the ``count`` best screened plans not yet promoted into ``study``.
 
     Best is by Pareto rank on the proxy and the first cost (latency where the study has it): the trade-off the
     user deploys against, not the MACs beside it, which would put every plan that is cheap in MACs but slow on the
     device on the front too. Within a rank the picks are spread evenly along the front by that cost, so one round
-    does not promote near-duplicates.
+    does not promote near-duplicates. With a ``floor`` (the proxy at which the calibrated line reaches the accuracy
+    budget: ``ProxyCalibration``), plans below it are ranked only when those above run out, highest proxy first:
+    a fine-tune is spent on a plan the budget may admit.
     """
     done = [t for t in screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     taken = promoted(study)
-    fresh = [t for t in done if t.number not in taken]
+    ran = {_plan_key(t) for t in study.get_trials(deepcopy=False)}  # e.g. a sweep level also fine-tuned as a start
+    fresh = [t for t in done if t.number not in taken and _plan_key(t) not in ran]
     if not fresh or count <= 0:
         return []
-    directions = [d.name.lower() for d in screened.directions][:2]
-    ranks = pareto_ranks([t.values[:2] for t in fresh], directions)
+    above = [t for t in fresh if floor is None or t.values[0] >= floor]
+    below = sorted((t for t in fresh if floor is not None and t.values[0] < floor), key=lambda t: -t.values[0])
+    chosen = _spread_by_rank(above, [d.name.lower() for d in screened.directions][:2], count)
+    chosen += below[:count - len(chosen)]
+    for t in chosen:
+        record = TrialRecord.of(t)
+        study.enqueue_trial(dict(t.params), user_attrs=TrialRecord(screen_trial=t.number, start=record.start,
+                                                                   fixed_plan=record.fixed_plan).attrs(),
+                            skip_if_exists=True)
+    return [t.number for t in chosen]
+
+
+def _spread_by_rank(trials: list[optuna.trial.FrozenTrial], directions: list[str], count: int
+                    ) -> list[optuna.trial.FrozenTrial]:
+    """Up to ``count`` of ``trials``, first Pareto rank first, each rank's picks evenly spaced along its cost."""
+    if not trials:
+        return []
+    ranks = pareto_ranks([t.values[:2] for t in trials], directions)
     chosen: list[optuna.trial.FrozenTrial] = []
     for rank in sorted(set(int(r) for r in ranks)):
-        members = sorted((t for t, r in zip(fresh, ranks) if r == rank), key=lambda t: (t.values[1], t.number))
+        members = sorted((t for t, r in zip(trials, ranks) if r == rank), key=lambda t: (t.values[1], t.number))
         need = count - len(chosen)
         if len(members) > need:
             step = len(members) / need
@@ -123,10 +164,33 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int) -> list[int
         chosen += members
         if len(chosen) >= count:
             break
-    for t in chosen:
-        study.enqueue_trial(dict(t.params), user_attrs=TrialRecord(screen_trial=t.number).attrs(),
-                            skip_if_exists=True)
-    return [t.number for t in chosen]
+    return chosen
+
+
+def queue_sweeps(screened: optuna.Study, ctx: StudyContext) -> int:
+    """Queue ``screen.sweep`` levels of each sweep among the study's starting kinds (uniform, global) to be screened
+    first, coarse to fine over the ratio range: the best of what a user would sweep reaches the screened front, so
+    promotion can pick it, and the sampler learns from the sweeps before it proposes anything."""
+    spec = ctx.spec
+    n, r, prune = spec.search.screen.sweep, spec.prune.ratio, spec.prune
+    kinds = [k for k in spec.search.seed_trials if k in ("uniform", "global")]
+    if n < 2 or not kinds:
+        return 0
+    queued = 0
+    for k in coarse_to_fine(n):
+        level = r.low + (r.high - r.low) * k / (n - 1)
+        for kind in kinds:
+            if kind == "uniform":
+                params, record = plan_params(ctx.units, prune, level), TrialRecord(start=f"uniform {level:.2f}")
+            elif level > 0:
+                plan = ctx.global_plan(level)
+                params = nearest_params(ctx.units, prune, level, plan)
+                record = TrialRecord(start=f"global {level:.2f}", fixed_plan=plan)
+            else:
+                continue
+            screened.enqueue_trial(params, user_attrs=record.attrs())
+            queued += 1
+    return queued
 
 
 def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, per_plan: int, seed: int) -> int:
@@ -191,20 +255,30 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
     waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     run_until(min(target, finished_count(study) + waiting))  # dense, uniform, ...: the baselines first
     screened = open_screen_study(spec, storage, sampler)
+    if not screened.get_trials(deepcopy=False):
+        log.info("queued %d sweep plans to be screened first", queue_sweeps(screened, ctx))
     remaining = target - finished_count(study)
     per_round, promote_n = round_sizes(s.plans, s.rounds, remaining)
-    objective = _Recorded(ScreenObjective(ctx))
+    scorer = ScreenObjective(ctx)
+    objective = _Recorded(scorer)
+    calibration = LatencyCalibration(ctx) if PREDICTED in scorer.objectives else None
+    proxies = ProxyCalibration(ctx)
     feedback_seed = spec.seed
     while finished_count(study) < target:
         done = len(screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL,
                                                                TrialState.PRUNED)))
         if done < s.plans:
             n = min(per_round, s.plans - done)
+            latency = "quick paired latency"
+            if calibration is not None:
+                scorer.latency_model = calibration.fit(study)
+                latency = "latency model " + (scorer.latency_model.describe() if scorer.latency_model else "-")
             t0 = time.monotonic()
             screened.optimize(objective, n_trials=n, catch=(Exception,))
-            log.info("screened %d plans in %.0f s (%s proxy, quick paired latency); %d screened in all", n,
-                     time.monotonic() - t0, s.proxy, done + n)
-        chosen = promote(screened, study, min(promote_n, target - finished_count(study)))
+            log.info("screened %d plans in %.0f s (%s proxy; %s); %d screened in all", n,
+                     time.monotonic() - t0, s.proxy, latency, done + n)
+        chosen = promote(screened, study, min(promote_n, target - finished_count(study)),
+                         floor=proxies.floor(study, screened))
         if not chosen:
             log.info("nothing new to promote from the screen; the sampler proposes the remaining trials")
             break

@@ -91,8 +91,12 @@ class EvaluationReport:
         }
 
 
-def evaluate_export(folder: Path, *, device: str | None = None) -> EvaluationReport:
-    """Re-measure the export in ``folder`` on ``device`` (default: the device its metrics were recorded on)."""
+def evaluate_export(folder: Path, *, device: str | None = None, runtime: str | None = None,
+                    dtype: str | None = None, channels_last: bool | None = None) -> EvaluationReport:
+    """Re-measure the export in ``folder`` on ``device`` (default: the device its metrics were recorded on), in the
+    study's runtime or in ``runtime`` / ``dtype`` / ``channels_last`` (the model and dense alike), so a user checks
+    the front's choice where it will run. An override is validated as the spec is (a runtime not installed is a
+    SpecError naming the package) before anything loads."""
     folder = Path(folder)
     config = read_config(folder)
     try:
@@ -101,6 +105,14 @@ def evaluate_export(folder: Path, *, device: str | None = None) -> EvaluationRep
         raise MopruneError(f"{folder}: metrics.json is missing; re-run `moprune export`") from None
     spec = parse_spec(config["spec"], source=str(folder / "config.yaml"))
     notes: list[str] = []
+    overrides = {k: v for k, v in (("runtime", runtime), ("dtype", dtype), ("channels_last", channels_last))
+                 if v is not None}
+    if overrides:
+        asked = {**config["spec"], "measure": {**config["spec"].get("measure", {}), **overrides}}
+        spec = parse_spec(asked, source="--runtime / --dtype / --channels-last")
+        was = recorded.get("measured_with", {}).get("latency_runtime") or "eager float32"
+        notes.append(f"measured in another runtime than the trial ({was}): the recorded latency, speedup and energy "
+                     "are the trial's in its own; the difference is the runtime's")
     dev = _device(device, recorded.get("device"), spec, notes)
     _check_files(folder, config, notes)
     with torch_threads(spec.measure.threads):
@@ -158,6 +170,8 @@ def _evaluate(folder: Path, config: dict[str, Any], recorded: dict[str, Any], sp
                    + (f" until the 95% CI is within ±{settings.ci_half_width:.0%}" if settings.ci_half_width else "")
                    + f", batch {settings.batch_size}"
                    + (f", {info.threads} threads, {info.timer}" if info is not None else "")
+                   + f", runtime {arch.runtime}"
+                   + (f" (prepared in {arch.prepare_s:.1f} s, not timed)" if arch.prepare_s else "")
                    + (", paired against dense" if arch.paired else ", timed alone") + ")")
     return EvaluationReport(folder, config["study"]["name"], config["study"]["trial"], str(dev), device_name(dev),
                             recorded.get("device"), recorded.get("device_name"), tuple(rows), speedup is not None,

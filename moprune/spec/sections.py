@@ -222,6 +222,23 @@ class ConstraintsSpec(_Section):
     max_macs: float | None = Field(None, gt=0)
 
 
+def _runtime_problem(runtime: str) -> str | None:
+    """What ``measure.runtime`` lacks on this machine, naming what to install: checked with the spec, before any
+    compute (``moprune.measure.runtimes`` then assumes it)."""
+    import importlib.util
+    import shutil
+
+    if runtime == "onnxruntime":
+        missing = [p for p in ("onnx", "onnxruntime") if importlib.util.find_spec(p) is None]
+        if missing:
+            return (f"onnxruntime needs {' and '.join(missing)} (not installed): install the onnx extra, pip install "
+                    "'moprune[onnx]' (onnxruntime-gpu for the CUDA and TensorRT providers)")
+    if runtime == "compile" and not any(shutil.which(c) for c in ("cc", "gcc", "g++", "clang", "clang++")):
+        return ("compile: torch.compile's inductor backend needs a C++ compiler, and none of cc, gcc, g++, clang is "
+                "on PATH: install one (e.g. apt install g++), or use runtime eager")
+    return None
+
+
 class MeasureSpec(_Section):
     batch_size: int = Field(64, ge=1)
     warmup: int = Field(10, ge=0)
@@ -238,3 +255,27 @@ class MeasureSpec(_Section):
     # up to max_repeats rounds (null = 8 x repeats); ci_half_width: null = exactly `repeats` rounds.
     ci_half_width: float | None = Field(0.02, gt=0.0, lt=1.0)
     max_repeats: int | None = Field(None, ge=3)
+    # The runtime latency and energy are measured in, for the candidate and the dense model alike
+    # (moprune.measure.runtimes): eager PyTorch, torch.compile (inductor), or ONNX Runtime (CPU, CUDA or TensorRT
+    # provider); compiling and exporting are recorded, never timed.
+    runtime: Literal["eager", "compile", "onnxruntime"] = "eager"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    channels_last: bool = False  # 4-D inputs and weights in NHWC (what cuDNN and oneDNN prefer for convolutions)
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime_installed(cls, runtime: str) -> str:
+        problem = _runtime_problem(runtime)
+        if problem:
+            raise ValueError(problem)
+        return runtime
+
+    @model_validator(mode="after")
+    def _runtime_combinations(self) -> MeasureSpec:
+        if self.runtime == "onnxruntime" and self.cuda_graph:
+            raise ValueError("cuda_graph: ONNX Runtime runs its own streams, which a CUDA graph cannot capture: set "
+                             "cuda_graph false (TensorRT's provider fuses launches itself) or use runtime eager or "
+                             "compile")
+        if self.runtime == "onnxruntime" and self.dtype == "bfloat16":
+            raise ValueError("dtype bfloat16: ONNX Runtime's inputs have no bfloat16 type; use float16 or float32")
+        return self

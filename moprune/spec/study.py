@@ -20,8 +20,16 @@ class ScreenSpec(_Section):
     """Screening (``moprune.search.screen``): ``plans`` plans scored cheaply, the best by Pareto rank fine-tuned."""
 
     plans: int = Field(0, ge=0)  # plans to screen in all (0 = off: every trial is fine-tuned)
-    proxy: Literal["adaptive_bn", "finetune", "none"] = "adaptive_bn"
-    batches: int = Field(8, ge=1)  # training batches the proxy uses (adaptive BN) or fine-tune steps (finetune)
+    # finetune: `batches` steps of the brief fine-tune, then (BatchNorm models) adaptive BN over `batches` batches;
+    # adaptive_bn: the recalibration alone; none: accuracy right after pruning (bench/search_quality.py compares them)
+    proxy: Literal["adaptive_bn", "finetune", "none"] = "finetune"
+    batches: int = Field(8, ge=1)  # fine-tune steps and recalibration batches of the proxy
+    # model: latency predicted by a model fitted on this study's measured plans (moprune.measure.latency_model);
+    # measure: the quick paired measurement of every screened plan (costs more than the proxy on small models)
+    latency: Literal["model", "measure"] = "model"
+    # levels of each sweep among search.seed_trials (uniform, global) screened first, out of `plans`: the screen's
+    # front then holds the best of what a user would sweep, and the sampler starts from it
+    sweep: int = Field(8, ge=0)
     rounds: int = Field(4, ge=1)  # screen -> promote -> fine-tune rounds; the fine-tuned front steers the next
     neighbours: int = Field(2, ge=0)  # per fine-tuned front plan, neighbours queued to be screened next round
 

@@ -20,7 +20,7 @@ def screened_study(session_cwd):
     url = f"sqlite:///{session_cwd / 'screened.db'}"
     spec = make_spec(name="screened", storage=url, measure={"threads": 1, "ci_half_width": None},
                      search={"n_trials": 5, "uniform_count": 2, "sampler": "random",
-                             "screen": {"plans": 6, "rounds": 2, "batches": 2}})
+                             "screen": {"plans": 7, "rounds": 2, "batches": 2, "sweep": 3}})
     return spec, url, run_study(spec, progress=False)
 
 
@@ -28,14 +28,21 @@ def test_a_screened_study_fine_tunes_n_trials_promoted_by_pareto_rank(screened_s
     spec, url, study = screened_study
     assert finished_count(study) == 5, "search.n_trials counts fine-tuned trials only"
     screened = optuna.load_study(study_name="screened" + SCREEN_SUFFIX, storage=url)
-    assert screened.metric_names == screen_objectives(spec) == ["accuracy_proxy", "latency_ms", "macs"]
+    assert screened.metric_names == screen_objectives(spec) == ["accuracy_proxy", "latency_predicted_ms", "macs"]
     done = screened.get_trials(states=(TrialState.COMPLETE,))
-    assert len(done) >= 6
+    assert len(done) >= 7
     for t in done:
         record = TrialRecord.of(t)
-        assert record.fidelity == "screened" and record.proxy_method == "adaptive_bn"
+        assert record.fidelity == "screened" and record.proxy_method == "finetune"
         assert record.accuracy_proxy == t.values[0] and "accuracy" not in t.user_attrs
-        assert record.latency_screen is True and record.macs == t.values[2]
+        # the latency model's prediction, never stored as a measured latency
+        assert record.latency_predicted_ms == t.values[1] > 0 and record.macs == t.values[2]
+        assert record.latency_ms is None and record.speedup is None and record.latency_screen is None
+    first_three = [TrialRecord.of(t).start for t in screened.get_trials()[:3]]
+    low, high = spec.prune.ratio.low, spec.prune.ratio.high
+    assert first_three == [f"uniform {low:.2f}", f"uniform {high:.2f}", f"uniform {(low + high) / 2:.2f}"], \
+        "the uniform sweep is screened first, coarse to fine"
+    assert all(TrialRecord.of(t).start is None for t in screened.get_trials()[3:]), "then the sampler proposes"
     records = [TrialRecord.of(t) for t in study.get_trials()]
     assert all(r.fidelity == "fine-tuned" and r.accuracy_proxy is None for r in records)
     promoted = [r.screen_trial for r in records if r.screen_trial is not None]
@@ -45,6 +52,14 @@ def test_a_screened_study_fine_tunes_n_trials_promoted_by_pareto_rank(screened_s
         r = TrialRecord.of(t)
         if r.screen_trial is not None:
             assert t.params == first[r.screen_trial].params, "the promoted plan is the screened one"
+
+
+def test_the_screen_times_plans_itself_only_when_asked():
+    assert screen_objectives(make_spec(search={"screen": {"plans": 4}})) == ["accuracy_proxy", "latency_predicted_ms",
+                                                                            "macs"]
+    measured = make_spec(objectives=["accuracy", "energy_mj", "latency_ms"],
+                         search={"screen": {"plans": 4, "latency": "measure"}})
+    assert screen_objectives(measured) == ["accuracy_proxy", "latency_ms"], "energy is screened by its latency"
 
 
 def test_promotion_takes_the_first_pareto_rank_first():
@@ -57,6 +72,18 @@ def test_promotion_takes_the_first_pareto_rank_first():
     study = optuna.create_study(directions=["maximize", "minimize"])
     assert sorted(promote(screened, study, 3)) == [0, 1, 3]
     assert promote(screened, study, 1) == [2], "then the next rank, never a plan twice"
+
+
+def test_below_the_calibrated_floor_plans_wait_until_those_above_run_out():
+    screened = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {"ratio/global": optuna.distributions.FloatDistribution(0, 1)}
+    points = [(0.9, 10.0), (0.8, 5.0), (0.5, 4.0), (0.3, 1.0), (0.4, 2.0)]  # front: 0, 1, 2, 4, 3
+    for i, values in enumerate(points):
+        screened.add_trial(optuna.trial.create_trial(values=list(values), params={"ratio/global": i / 10},
+                                                     distributions=dist))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    assert sorted(promote(screened, study, 2, floor=0.6)) == [0, 1], "the fast end is below the budget's proxy"
+    assert promote(screened, study, 2, floor=0.6) == [2, 4], "then the closest to the floor first"
 
 
 def test_promotion_ranks_on_the_proxy_and_the_first_cost_only():
@@ -79,7 +106,7 @@ def test_status_counts_the_screened_plans_apart_and_ranks_the_proxy(screened_stu
     screened = open_screen_study(spec, url)
     status = study_status(study, spec, screened)
     assert status.screen is not None and status.screen.scored >= 6 and status.screen.promoted >= 1
-    assert status.screen.proxy_methods == {"adaptive_bn": status.screen.scored}
+    assert status.screen.proxy_methods == {"finetune": status.screen.scored}
     assert sum(status.states.values()) == len(study.get_trials()), "screened plans are not the study's trials"
     assert "screened (never fine-tuned, kept apart in their own study)" in format_status(status)
     assert open_screen_study(make_spec(name="tiny-unscreened", storage=url), url) is None
@@ -96,3 +123,31 @@ def test_the_report_draws_the_screened_plans_in_a_section_of_their_own(screened_
     assert set(d.trials["number"]) == {t.number for t in study.get_trials()}
     page = render_html(d)
     assert "id=screen" in page and "accuracy proxy (not an accuracy)" in page
+
+
+def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_study):
+    """Fitted over the fine-tuned plans (the promoted ones' screened proxies, the starting plans' computed once)."""
+    import statistics
+
+    from moprune.record import baseline_of
+    from moprune.search.calibration import ProxyCalibration
+    from moprune.search.context import prepare_context
+
+    spec, url, study = screened_study
+    screened = optuna.load_study(study_name="screened" + SCREEN_SUFFIX, storage=url)
+    calibration = ProxyCalibration(prepare_context(spec))
+    floor = calibration.floor(study, screened)
+    proxies = {t.number: t.values[0] for t in screened.get_trials(states=(TrialState.COMPLETE,))}
+    xs, ys = [], []
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        r = TrialRecord.of(t)
+        if r.speedup and not r.rejected:
+            xs.append(proxies[r.screen_trial] if r.screen_trial is not None else calibration.computed[t.number])
+            ys.append(t.values[0])
+    slope, intercept = statistics.linear_regression(xs, ys)
+    budget = baseline_of(study).accuracy - spec.constraints.max_accuracy_drop
+    assert (floor is None) == (slope <= 0)
+    if floor is not None:
+        assert intercept + slope * floor == pytest.approx(budget)
+    assert set(calibration.computed) == {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))
+                                         if TrialRecord.of(t).screen_trial is None and TrialRecord.of(t).speedup}

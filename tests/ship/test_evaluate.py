@@ -82,7 +82,7 @@ def measured_as_the_trial(spec, trial, *, paired: bool = True) -> str:
     m, record = spec.measure, TrialRecord.of(trial)
     return (f"measured as the trial was: the study's measure settings ({m.warmup} warm-up passes, at least "
             f"{m.repeats} rounds until the 95% CI is within ±{m.ci_half_width:.0%}, batch {m.batch_size}, "
-            f"{record.torch_threads} threads, {record.latency_timer}, "
+            f"{record.torch_threads} threads, {record.latency_timer}, runtime {record.latency_runtime}, "
             + ("paired against dense)" if paired else "timed alone)"))
 
 
@@ -94,3 +94,24 @@ def test_evaluate_says_it_measured_as_the_trial_was_measured(tiny_study, knee_ex
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"trial {number} of study 'tiny'") and lines[1].startswith("measured on cpu")
     assert lines[2] == measured_as_the_trial(spec, study.trials[number]), "under the device line, above the table"
+
+
+def test_evaluate_re_measures_in_another_runtime_where_the_model_will_run(knee_export, capsys):
+    pytest.importorskip("onnxruntime")
+    capsys.readouterr()
+    assert main(["evaluate", str(knee_export), "--runtime", "onnxruntime", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "runtime onnxruntime" in report["measured_as"] and "CPUExecutionProvider" in report["measured_as"]
+    assert any("another runtime than the trial (eager float32)" in n for n in report["notes"])
+    m = report["metrics"]
+    assert m["accuracy"]["difference"] == 0, "accuracy is torch's, whatever runtime is timed"
+    assert report["latency_paired"] and m["speedup"]["measured"] > 0, "dense is timed in the same runtime"
+
+
+def test_a_runtime_that_is_not_installed_is_named_before_anything_loads(knee_export, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(SpecError, match=r"onnxruntime needs onnxruntime \(not installed\).*moprune\[onnx\]"):
+        evaluate_export(knee_export, runtime="onnxruntime")

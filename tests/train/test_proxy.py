@@ -61,6 +61,20 @@ def test_a_model_without_batch_norm_falls_back_to_a_few_fine_tune_steps(digits):
     assert proxy.method == "finetune" and proxy.accuracy > start
 
 
+def test_the_finetune_proxy_recalibrates_batch_norm_after_its_steps(trained, digits):
+    pruned = apply_plan(trained, {"0": 0.6, "3": 0.6}, digits.example_inputs(1)).model
+    stepped = copy.deepcopy(pruned)
+    train(stepped, digits.train, steps=6, lr=0.05, batch_size=64, optimizer="sgd", seed=0)
+    proxy = proxy_accuracy(pruned, digits.train, digits.val, method="finetune", batches=6, batch_size=64, seed=0,
+                           lr=0.05, optimizer="sgd")
+    assert proxy.method == "finetune" and proxy.batches == 12, "6 steps, then 6 recalibration batches"
+    # the same steps; then statistics re-estimated from scratch, not the momentum mix the steps left
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(batch_norms(stepped), batch_norms(pruned)))
+    assert all(not torch.allclose(a.running_var, b.running_var) for a, b in zip(batch_norms(stepped),
+                                                                               batch_norms(pruned)))
+    assert all(m.momentum == 0.1 for m in batch_norms(pruned))
+
+
 def test_an_unknown_proxy_is_refused(trained, digits):
     with pytest.raises(ValueError, match="unknown proxy 'magic'"):
         proxy_accuracy(trained, digits.train, digits.val, method="magic", batches=1, batch_size=8, seed=0, lr=0.1,

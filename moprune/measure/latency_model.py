@@ -1,0 +1,100 @@
+"""A latency model calibrated on the plans this study measured: it decides which screened plans to measure.
+
+Timing a plan, even with the quick screen measurement, costs more than its proxy on small models (on the bench's
+ResNet-8 most of a screened plan's 0.5 s), so a screen that times every plan sees few plans. The model predicts a
+plan's latency from what the forward pass does, counted in one traced pass: the MACs of dense convolutions and
+Linear layers, the MACs of depthwise convolutions (memory-bound on CPUs and GPUs alike: a MAC costs several times
+more), and the elements every leaf module writes (the memory traffic of the normalisations, activations and
+additions between them). Its coefficients are non-negative least squares (scikit-learn) over the study's own
+paired measurements, so it learns the device and runtime; until three plans are measured it is the dense latency
+scaled by MACs. A prediction is stored as ``latency_predicted_ms`` on screened plans only, and never shown as a
+measurement: every plan that is promoted is measured precisely.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+FEATURES = ("macs", "macs_depthwise", "activations")
+
+
+def cost_features(model: nn.Module, example_inputs: torch.Tensor) -> tuple[float, ...]:
+    """``FEATURES`` of one sample's forward pass, counted by hooks on the leaf modules (in ``FEATURES`` order)."""
+    one = example_inputs[:1]
+    totals = dict.fromkeys(FEATURES, 0.0)
+
+    def hook(module: nn.Module, args: tuple, out: object) -> None:
+        if not isinstance(out, torch.Tensor):
+            return
+        totals["activations"] += out.numel()
+        if isinstance(module, nn.Conv2d | nn.Conv1d):
+            per_out = (module.in_channels // module.groups) * math.prod(module.kernel_size)
+            kind = "macs_depthwise" if module.groups > 1 and module.groups == module.in_channels else "macs"
+            totals[kind] += out.numel() * per_out
+        elif isinstance(module, nn.Linear):
+            totals["macs"] += out.numel() * module.in_features
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(one)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return tuple(totals[name] for name in FEATURES)
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """latency_ms = intercept + sum(coefficient * feature); ``points`` measured plans fitted it."""
+
+    intercept: float
+    coefficients: tuple[float, ...]
+    points: int
+    loo_error: float | None  # median relative error, each measured plan predicted by a fit without it
+
+    def predict(self, features: tuple[float, ...]) -> float:
+        return self.intercept + sum(c * f for c, f in zip(self.coefficients, features))
+
+    def describe(self) -> str:
+        if self.points < 3:
+            return f"dense latency scaled by MACs ({self.points} plan(s) measured; 3 calibrate the model)"
+        error = "" if self.loo_error is None else f", leave-one-out median error {self.loo_error:.1%}"
+        return f"fitted on {self.points} measured plans{error}"
+
+
+def _fit(xs: list[tuple[float, ...]], ys: list[float]) -> tuple[float, tuple[float, ...]]:
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    x = np.asarray(xs, dtype=float)
+    scale = np.where(x.max(axis=0) > 0, x.max(axis=0), 1.0)  # a positive scale keeps the coefficients' signs
+    reg = LinearRegression(positive=True).fit(x / scale, np.asarray(ys, dtype=float))
+    return float(max(reg.intercept_, 0.0)), tuple(float(c) for c in reg.coef_ / scale)
+
+
+def fit_latency_model(xs: list[tuple[float, ...]], ys: list[float], *, dense: tuple[tuple[float, ...], float]
+                      ) -> LatencyModel:
+    """A model from measured plans (``xs`` their features, ``ys`` their latencies in ms, the dense model among
+    them); ``dense`` the dense model's (features, latency), used alone, as latency proportional to MACs, while fewer
+    than 3 plans are known."""
+    points = len(xs)
+    if points < 3:
+        features, latency = dense
+        return LatencyModel(0.0, (latency / features[0] if features[0] else 0.0, 0.0, 0.0), points, None)
+    intercept, coefficients = _fit(xs, ys)
+    errors = []
+    if points >= 5:
+        for i in range(points):
+            b, c = _fit(xs[:i] + xs[i + 1:], ys[:i] + ys[i + 1:])
+            predicted = b + sum(k * f for k, f in zip(c, xs[i]))
+            errors.append(abs(predicted - ys[i]) / ys[i])
+    loo = sorted(errors)[len(errors) // 2] if errors else None
+    return LatencyModel(intercept, coefficients, points, loo)
