@@ -9,6 +9,7 @@ baseline, environment, sensitivity scan, re-evaluations) are read and written th
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,8 @@ class TrialRecord:
     channels: dict[str, int] | None = None  # layer -> kept out-channels
     macs: int | None = None
     params: int | None = None
-    latency_ms: float | None = None  # median over the paired rounds
+    latency_ms: float | None = None  # the study's dense latency / this plan's paired speedup (see ``measured``)
+    latency_ms_rounds: float | None = None  # the plan's own median in its rounds (drifts with the machine's state)
     latency_ms_p10: float | None = None
     latency_ms_p90: float | None = None
     dense_latency_ms: float | None = None  # the dense model in the same rounds
@@ -63,6 +65,8 @@ class TrialRecord:
     latency_other_cpu: float | None = None  # mean share of our CPUs other processes used in the used rounds
     latency_other_cpu_max: float | None = None
     latency_screen: bool | None = None  # the quick budget measurement, not the precise one
+    latency_passes_per_call: int | None = None  # GPU: passes per timed call (the launch gap amortised)
+    latency_host_bound: bool | None = None  # GPU: launching a pass took about as long as running it
     latency_runtime: str | None = None  # what ran the timed passes: "eager float32", "onnxruntime 1.22.0 CPU..."
     runtime_prepare_s: float | None = None  # compiling / exporting for that runtime (recorded, never timed)
     latency_predicted_ms: float | None = None  # a screened plan's latency by the study's latency model: never measured
@@ -72,8 +76,12 @@ class TrialRecord:
     driver: str | None = None
     sm_clock_mhz_start: int | None = None
     sm_clock_mhz_end: int | None = None
+    gpu_conditions: dict[str, Any] | None = None  # at the end of the rounds: clock_reasons, temperature_c, ...
     cudnn_benchmark: bool | None = None
-    energy_mj: float | None = None
+    energy_mj: float | None = None  # the study's dense energy / this plan's paired energy ratio (see ``measured``)
+    energy_mj_window: float | None = None  # the plan's own window, per pass
+    dense_energy_mj: float | None = None  # the dense model's window right after it, per pass
+    energy_saving: float | None = None  # dense / plan energy per pass, from the two windows
     energy_method: str | None = None
     idle_power_w: float | None = None
     energy_window_s: float | None = None
@@ -114,17 +122,29 @@ class TrialRecord:
     def values_only(self) -> TrialRecord:
         """The latency values, spread and speedup of a measurement, without how it was taken (a screened plan's
         quick timing: the study's fine-tuned trials record the full account)."""
-        keep = ("latency_ms", "latency_ms_p10", "latency_ms_p90", "dense_latency_ms", "speedup", "latency_noisy",
-                "latency_screen", "measure_cached")
+        keep = ("latency_ms", "latency_ms_rounds", "latency_ms_p10", "latency_ms_p90", "dense_latency_ms", "speedup",
+                "latency_noisy", "latency_screen", "measure_cached")
         return TrialRecord(**{k: getattr(self, k) for k in keep})
 
     @classmethod
-    def measured(cls, arch: ArchitectureMeasurement) -> TrialRecord:
-        """The fields of a latency (and energy) measurement: values, spread, and how they were taken."""
+    def measured(cls, arch: ArchitectureMeasurement, baseline_latency_ms: float | None = None,
+                 baseline_energy_mj: float | None = None) -> TrialRecord:
+        """The fields of a latency (and energy) measurement: values, spread, and how they were taken.
+
+        With the study's ``baseline_latency_ms`` and a paired measurement, ``latency_ms`` (and its p10/p90) is the
+        dense latency over the paired speedup: the plan's own median moves with clocks, load and the GPU a worker
+        got (a dense-shaped plan read 14.8-22.9 ms against a 14.64 ms baseline on a busy CPU, at 0.99-1.01x
+        paired), while the ratio in alternating rounds does not. Its own median is kept as ``latency_ms_rounds``.
+        """
         lat, info, dev, e = arch.latency, arch.latency.info, arch.device, arch.energy
+        raw = lat.candidate.median_ms
+        scale = 1.0
+        if baseline_latency_ms and arch.paired and lat.speedup and math.isfinite(lat.speedup) and raw > 0:
+            scale = baseline_latency_ms / lat.speedup / raw
         out = cls(
-            latency_ms=lat.candidate.median_ms, latency_ms_p10=lat.candidate.p10_ms,
-            latency_ms_p90=lat.candidate.p90_ms, dense_latency_ms=lat.reference.median_ms if arch.paired else None,
+            latency_ms=raw * scale, latency_ms_rounds=raw, latency_ms_p10=lat.candidate.p10_ms * scale,
+            latency_ms_p90=lat.candidate.p90_ms * scale,
+            dense_latency_ms=lat.reference.median_ms if arch.paired else None,
             speedup=lat.speedup if arch.paired else None, speedup_p10=lat.speedup_p10 if arch.paired else None,
             speedup_p90=lat.speedup_p90 if arch.paired else None,
             speedup_ci95=list(lat.speedup_ci95) if lat.speedup_ci95 and arch.paired else None,
@@ -137,12 +157,19 @@ class TrialRecord:
                 out, latency_timer=info.timer, torch_threads=info.threads, latency_rounds=info.rounds,
                 latency_rounds_taken=info.taken, latency_rounds_clean=info.clean,
                 latency_disturbance_check=info.disturbance_check, latency_other_cpu=info.other_cpu,
-                latency_other_cpu_max=info.other_cpu_max)
+                latency_other_cpu_max=info.other_cpu_max, latency_passes_per_call=info.passes_per_call,
+                latency_host_bound=info.host_bound)
         if dev.device.startswith("cuda"):
             out = dataclasses.replace(out, driver=dev.driver, sm_clock_mhz_start=dev.sm_clock_mhz_start,
-                                      sm_clock_mhz_end=dev.sm_clock_mhz_end, cudnn_benchmark=True)
+                                      sm_clock_mhz_end=dev.sm_clock_mhz_end, cudnn_benchmark=True,
+                                      gpu_conditions=dict(dev.conditions) or None)
         if e is not None:
-            out = dataclasses.replace(out, energy_mj=e.energy_mj, energy_method=e.method, idle_power_w=e.idle_power_w,
+            ratio = arch.energy_ratio
+            paired_mj = baseline_energy_mj / ratio if baseline_energy_mj and ratio else None
+            out = dataclasses.replace(out, energy_mj=paired_mj if paired_mj is not None else e.energy_mj,
+                                      energy_mj_window=e.energy_mj, energy_saving=ratio,
+                                      dense_energy_mj=arch.dense_energy.energy_mj if arch.dense_energy else None,
+                                      energy_method=e.method, idle_power_w=e.idle_power_w,
                                       energy_window_s=e.window_s, energy_passes=e.passes)
         return out
 
@@ -156,11 +183,12 @@ class TrialRecord:
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(TrialRecord))
-MEASURE_FIELDS = ("latency_runtime", "runtime_prepare_s", "latency_timer", "torch_threads", "latency_rounds",
+MEASURE_FIELDS = ("latency_runtime", "runtime_prepare_s", "latency_passes_per_call", "latency_host_bound", "latency_timer", "torch_threads", "latency_rounds",
                   "latency_rounds_taken", "latency_rounds_clean",
                   "latency_noisy", "latency_disturbance_check", "latency_other_cpu", "latency_other_cpu_max",
                   "latency_screen", "dense_latency_ms", "energy_window_s", "energy_passes", "idle_power_w", "driver",
-                  "sm_clock_mhz_start", "sm_clock_mhz_end", "cudnn_benchmark", "measure_cached")
+                  "sm_clock_mhz_start", "sm_clock_mhz_end", "gpu_conditions", "cudnn_benchmark",
+                  "measure_cached")
 
 
 def bounded_traceback(text: str, limit: int = TRACEBACK_CHARS) -> str:

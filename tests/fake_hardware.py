@@ -98,6 +98,8 @@ class FakeNvml(types.ModuleType):
         self.arch = arch if arch is not None else {"volta": AMPERE, "pascal": PASCAL}.get(kind, ARCH_UNKNOWN)
         self.inits = 0
         self.lookups: list[tuple[str, object]] = []
+        self.clock_mask = 0  # NVML clock event reason bits the GPU reports now
+        self.processes = 1  # processes with a compute context (ours)
 
     # library lifetime
     def nvmlInit(self) -> None:  # noqa: N802 (pynvml's names)
@@ -141,6 +143,25 @@ class FakeNvml(types.ModuleType):
     def nvmlDeviceGetClockInfo(self, handle, clock: int) -> int:  # noqa: N802
         assert clock == self.NVML_CLOCK_SM
         return 1410
+
+    NVML_TEMPERATURE_GPU = 0
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle) -> int:  # noqa: N802
+        return self.clock_mask
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle) -> list[object]:  # noqa: N802
+        return [object()] * self.processes
+
+    def nvmlDeviceGetTemperature(self, handle, sensor: int) -> int:  # noqa: N802
+        return 61
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle) -> int:  # noqa: N802
+        return 400_000  # mW
+
+    def nvmlDeviceGetMigMode(self, handle) -> list[int]:  # noqa: N802
+        if self.kind != "volta":
+            raise self.NVMLError_NotSupported("Not Supported")
+        return [0, 0]  # current, pending
 
     def nvmlDeviceGetPowerUsage(self, handle) -> int:  # noqa: N802
         if self.kind == "unsupported":

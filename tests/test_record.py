@@ -26,7 +26,8 @@ def value_for(field: dataclasses.Field, i: int):
     kind = str(field.type).replace(" ", "").removesuffix("|None")
     values = {"str": f"{field.name}-{i}", "int": 1000 + i, "float": i + 0.25, "bool": i % 2 == 0,
               "dict[str,float]": {f"{field.name}.a": i + 0.5, "conv1": 0.25}, "dict[str,int]": {field.name: i, "fc": 10},
-              "list[float]": [i + 0.1, i + 0.9]}
+              "list[float]": [i + 0.1, i + 0.9],
+              "dict[str,Any]": {"clock_reasons": ["power cap"], "temperature_c": 60 + i, "mig": False}}
     assert kind in values, f"TrialRecord.{field.name}: no test value for type {field.type}"
     return values[kind]
 
@@ -82,7 +83,8 @@ def test_a_real_measurement_records_how_its_rounds_went():
                              want_energy=False)
     info = m.latency.info
     record = TrialRecord.measured(m)
-    assert record.latency_ms == m.latency.candidate.median_ms and record.speedup == m.latency.speedup
+    assert record.latency_ms == m.latency.candidate.median_ms == record.latency_ms_rounds, "no baseline given"
+    assert record.speedup == m.latency.speedup
     assert record.latency_rounds == info.rounds >= settings.repeats
     assert record.latency_rounds_taken == info.taken >= info.rounds
     assert record.latency_rounds_clean == info.clean <= info.taken
@@ -98,6 +100,24 @@ def test_a_real_measurement_records_how_its_rounds_went():
             "dense_latency_ms"} <= set(how)
     assert ("latency_other_cpu_max" in how) == (info.disturbance_check is not None)
     assert TrialRecord.of(stored(record)) == record, "a measurement survives the storage too"
+    assert record.how_measured()["latency_runtime"] == "eager float32"
+
+
+def test_latency_is_the_studys_dense_latency_over_the_paired_speedup():
+    """A plan's own median drifts with the machine; the ratio in alternating rounds does not."""
+    settings = MeasureSettings(batch_size=4, warmup=1, repeats=4, max_other_cpu=1.0, ci_half_width=None)
+    m = measure_architecture(_net(8), _net(16), torch.randn(4, 3, 12, 12), settings, device=torch.device("cpu"),
+                             want_energy=False)
+    record = TrialRecord.measured(m, baseline_latency_ms=5.0)
+    assert record.latency_ms == pytest.approx(5.0 / m.latency.speedup)
+    assert record.latency_ms_rounds == m.latency.candidate.median_ms, "its own median is kept beside it"
+    scale = record.latency_ms / m.latency.candidate.median_ms
+    assert record.latency_ms_p10 == pytest.approx(m.latency.candidate.p10_ms * scale)
+    assert record.latency_ms_p90 == pytest.approx(m.latency.candidate.p90_ms * scale)
+    alone = measure_architecture(_net(8), None, torch.randn(4, 3, 12, 12), settings, device=torch.device("cpu"),
+                                 want_energy=False)
+    assert TrialRecord.measured(alone, baseline_latency_ms=5.0).latency_ms == alone.latency.candidate.median_ms, \
+        "timed alone there is no ratio to correct by"
 
 
 # --- what a finished trial means -------------------------------------------------------------------------------------

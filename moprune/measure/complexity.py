@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -57,13 +58,19 @@ def attention_macs(model: nn.Module, one: torch.Tensor) -> int:
         hidden = args[0] if args else next(iter(kwargs.values()))
         total[0] += _products(module, hidden)
 
-    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in sites]
+    hooked_pass(model, one, lambda: [m.register_forward_pre_hook(hook, with_kwargs=True) for m in sites])
+    return total[0]
+
+
+def hooked_pass(model: nn.Module, inputs: torch.Tensor, register: Callable[[], list]) -> None:
+    """One eval-mode forward pass under no_grad with the hooks ``register()`` adds; the hooks are removed and the
+    model's mode restored afterwards, whatever the pass raised."""
+    handles = register()
     was_training = model.training
     try:
         with torch.no_grad():
-            model.eval()(one)
+            model.eval()(inputs)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return total[0]

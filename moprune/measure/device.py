@@ -55,3 +55,18 @@ def sm_clock_mhz(device: torch.device) -> int | None:
 def driver_version(device: torch.device) -> str | None:
     gpu = nvml_device(str(device))
     return gpu.driver_version() if gpu is not None else None
+
+
+def gpu_conditions(device: torch.device) -> dict[str, object]:
+    """What may have disturbed a GPU measurement, read at its end: clock event reasons, temperature, enforced power
+    limit, MIG mode, processes with a compute context (empty on the CPU or without NVML; unreported values left
+    out). In a container NVML may list no processes at all: then the count says nothing and is left out too."""
+    gpu = nvml_device(str(device))
+    if gpu is None:
+        return {}
+    found = {"clock_reasons": gpu.clock_reasons(), "temperature_c": gpu.temperature_c(),
+             "power_limit_w": gpu.power_limit_w(), "mig": gpu.mig_enabled(),
+             "compute_processes": gpu.compute_processes()}
+    if not found["compute_processes"]:
+        found["compute_processes"] = None  # we hold a context ourselves: zero means NVML cannot see processes here
+    return {k: v for k, v in found.items() if v is not None}

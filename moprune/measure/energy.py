@@ -253,18 +253,11 @@ def _close_quietly(meter: EnergyMeter) -> None:
 IDLE_SETTLE_S = 0.1
 
 
-def measure_energy(run: Callable[[], object], meter: EnergyMeter, *, window_s: float, pass_ms: float,
-                   sync: Callable[[], None], idle_s: float | None = None) -> EnergyMeasurement:
-    """Energy per pass of ``run``: passes repeated for at least ``window_s``, minus idle power over that window.
-
-    ``pass_ms`` (the measured latency) sizes the batches of passes between synchronisations, so the device stays busy
-    for the whole window. Idle power is read just before over ``idle_s`` (default: min(window, 1 s), at least 5
-    meter updates) with the device synchronised and nothing running.
-    """
-    check_window(meter, window_s)
-    idle_s = idle_s if idle_s is not None else max(min(window_s, 1.0), 5 * meter.update_period_s)
+def idle_power(meter: EnergyMeter, *, idle_s: float, sync: Callable[[], None], settle_s: float = 0.0) -> float:
+    """Watts the device draws with nothing running: the meter over ``idle_s`` after ``settle_s`` (plus a moment for
+    torch's CPU worker threads, which spin a little after the last pass, to park)."""
     sync()
-    time.sleep(IDLE_SETTLE_S)  # torch's CPU worker threads spin a little after the last pass: let them park first
+    time.sleep(settle_s + IDLE_SETTLE_S)
     meter.start()
     try:
         time.sleep(idle_s)
@@ -274,7 +267,23 @@ def measure_energy(run: Callable[[], object], meter: EnergyMeter, *, window_s: f
     idle_mj = meter.stop()
     if meter.window_s <= 0:
         raise EnergyMeasurementError(f"the {meter.method} meter read an idle window of {meter.window_s} s")
-    idle_power_w = idle_mj / meter.window_s / 1e3
+    return idle_mj / meter.window_s / 1e3
+
+
+def measure_energy(run: Callable[[], object], meter: EnergyMeter, *, window_s: float, pass_ms: float,
+                   sync: Callable[[], None], idle_s: float | None = None,
+                   idle_power_w: float | None = None) -> EnergyMeasurement:
+    """Energy per pass of ``run``: passes repeated for at least ``window_s``, minus idle power over that window.
+
+    ``pass_ms`` (the measured latency) sizes the batches of passes between synchronisations, so the device stays busy
+    for the whole window. Idle power is ``idle_power_w`` when the caller has it (a GPU's, read once when cold:
+    ``moprune.measure.architecture``), else read just before over ``idle_s`` (default: min(window, 1 s), at least 5
+    meter updates) with the device synchronised and nothing running.
+    """
+    check_window(meter, window_s)
+    if idle_power_w is None:
+        idle_s = idle_s if idle_s is not None else max(min(window_s, 1.0), 5 * meter.update_period_s)
+        idle_power_w = idle_power(meter, idle_s=idle_s, sync=sync)
 
     chunk = max(1, math.ceil(window_s * 1e3 / max(pass_ms, 1e-3)))
     passes = 0

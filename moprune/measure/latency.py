@@ -9,6 +9,7 @@ again; on a GPU, CUDA events time each pass (``timers.py``).
 
 from __future__ import annotations
 
+import logging
 import statistics
 from dataclasses import dataclass
 
@@ -18,7 +19,10 @@ from torch import nn
 
 from .disturbance import CpuDisturbanceProbe, default_probe
 from .rounds import Round, Rounds, median_ci95, run_rounds
-from .timers import cuda_graph_runner, cudnn_autotune, forward_runner, min_warmup, timer_for
+from .timers import (PerPass, cuda_graph_runner, cudnn_autotune, enqueue_ms, forward_runner, host_bound, min_warmup,
+                     passes_per_call, repeated, time_call_ms, timer_for)
+
+log = logging.getLogger(__name__)
 
 #: Share of our CPUs that other processes may use during a round before it counts as disturbed. For check blocks
 #: under ~250 ms on 2 CPUs this leaves only the one tick the counters' rounding allows: a competitor that takes a
@@ -59,13 +63,16 @@ class RoundsInfo:
     disturbance_check: str | None  # "proc-stat", or None where rounds are not checked (GPU, non-Linux)
     other_cpu: float | None  # mean share of our CPUs that other processes used during the used rounds
     other_cpu_max: float | None  # the largest share in any used round's check block
+    passes_per_call: int = 1  # GPU: passes per timed call (the launch gap amortised); 1 on the CPU
+    host_bound: bool | None = None  # GPU: launching a pass took about as long as running it; None on the CPU
 
     @classmethod
-    def of(cls, rounds: Rounds, timer: str, probe: CpuDisturbanceProbe | None) -> RoundsInfo:
+    def of(cls, rounds: Rounds, timer: str, probe: CpuDisturbanceProbe | None, *, passes: int = 1,
+           bound: bool | None = None) -> RoundsInfo:
         others = [r.other_fraction for r in rounds.used if r.other_fraction is not None]
         return cls(timer, torch.get_num_threads(), len(rounds.used), rounds.taken, rounds.clean, rounds.noisy,
                    probe.name if probe is not None else None, statistics.fmean(others) if others else None,
-                   max(others) if others else None)
+                   max(others) if others else None, passes, bound)
 
     @property
     def discarded(self) -> int:
@@ -147,10 +154,32 @@ def _timed_rounds(models: list[nn.Module], inputs: torch.Tensor, *, warmup: int,
             for run in runs:
                 run()
         checker = _probe(device, probe)
-        rounds = run_rounds(runs, timer_for(device), repeats=repeats, probe=checker, max_other_cpu=max_other_cpu,
+        timer, passes, bound = timer_for(device), 1, None
+        if device.type == "cuda":
+            runs, timer, passes, bound = _gpu_calls(runs, timer, device, timer_name)
+        rounds = run_rounds(runs, timer, repeats=repeats, probe=checker, max_other_cpu=max_other_cpu,
                             max_retries=max_retries, enough=_precise(statistic, ci_half_width),
                             max_repeats=max_repeats if max_repeats is not None else MAX_REPEATS_FACTOR * repeats)
-    return rounds, RoundsInfo.of(rounds, timer_name, checker)
+    return rounds, RoundsInfo.of(rounds, timer_name, checker, passes=passes, bound=bound)
+
+
+_warned_host_bound: set[str] = set()
+
+
+def _gpu_calls(runs: list, timer, device: torch.device, timer_name: str) -> tuple[list, PerPass, int, bool]:
+    """GPU timing calls of several passes each (``passes_per_call`` from the fastest model's pass, the same for
+    every model), and whether the first model's pass is host-bound (warned once per device and kind of timer)."""
+    one_pass = [time_call_ms(timer, run) for run in runs]
+    passes = passes_per_call(min(one_pass))
+    bound = host_bound(enqueue_ms(runs[0], device), one_pass[0])
+    key = f"{device}:{timer_name}"
+    if bound and key not in _warned_host_bound:
+        _warned_host_bound.add(key)
+        log.warning("on %s a forward pass takes about as long to launch as to run (%s): latency measures the host's "
+                    "kernel launches, not the network, and pruning will read as no faster. Time a bigger batch "
+                    "(measure.batch_size), CUDA graphs (measure.cuda_graph: true) or measure.runtime compile",
+                    device, timer_name)
+    return [repeated(run, passes) for run in runs], PerPass(timer, passes), passes, bound
 
 
 def measure_latency(model: nn.Module, inputs: torch.Tensor, *, warmup: int = 10, repeats: int = 30,

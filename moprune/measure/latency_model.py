@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .complexity import hooked_pass
+
 FEATURES = ("macs", "macs_depthwise", "activations")
 
 
@@ -39,15 +41,7 @@ def cost_features(model: nn.Module, example_inputs: torch.Tensor) -> tuple[float
             totals["macs"] += out.numel() * module.in_features
 
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(one)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    hooked_pass(model, one, lambda: [m.register_forward_hook(hook) for m in leaves])
     return tuple(totals[name] for name in FEATURES)
 
 

@@ -38,6 +38,7 @@ class NvmlDevice:
         self._handle = handle
         self.label = label  # how the GPU was found, e.g. "PCI 00000000:3B:00.0" or "NVML index 1"
         self._counter: bool | None = None
+        self._instant: bool | None = None  # the instant power field: unknown until first read
         self._closed = False
 
     @classmethod
@@ -84,8 +85,65 @@ class NvmlDevice:
             return None
 
     def power_w(self) -> float:
-        """Power draw now, in W (NVML reports mW; on many GPUs it is an average over the last fraction of a second)."""
-        return self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1e3
+        """Power draw now, in W: NVML's instant power field where the driver has it (on Ampere and newer
+        ``nvmlDeviceGetPowerUsage`` is a one-second average, which smears a sampled window), else the usage."""
+        nv = self._nvml
+        if self._instant is not False:
+            try:
+                field = nv.nvmlDeviceGetFieldValues(self._handle, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
+                if field.nvmlReturn == 0:
+                    self._instant = True
+                    return field.value.uiVal / 1e3
+            except (AttributeError, nv.NVMLError):
+                pass
+            self._instant = False
+        return nv.nvmlDeviceGetPowerUsage(self._handle) / 1e3
+
+    # NVML's clock event ("throttle") reason bits, as documented in nvml.h
+    CLOCK_REASONS = {0x1: "idle", 0x2: "applications clocks", 0x4: "power cap", 0x8: "hardware slowdown",
+                     0x10: "sync boost", 0x20: "software thermal", 0x40: "hardware thermal",
+                     0x80: "power brake", 0x100: "display clock"}
+
+    def clock_reasons(self) -> list[str] | None:
+        """Why the clocks are below their maximum now (empty: they are not held back); None where not reported."""
+        nv = self._nvml
+        get = (getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+               or getattr(nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None))
+        try:
+            mask = int(get(self._handle)) if get is not None else None
+        except nv.NVMLError:
+            return None
+        return None if mask is None else [name for bit, name in self.CLOCK_REASONS.items() if mask & bit]
+
+    def temperature_c(self) -> int | None:
+        try:
+            return int(self._nvml.nvmlDeviceGetTemperature(self._handle, self._nvml.NVML_TEMPERATURE_GPU))
+        except (AttributeError, self._nvml.NVMLError):
+            return None
+
+    def power_limit_w(self) -> float | None:
+        try:
+            return self._nvml.nvmlDeviceGetEnforcedPowerLimit(self._handle) / 1e3
+        except (AttributeError, self._nvml.NVMLError):
+            return None
+
+    def compute_processes(self) -> int | None:
+        """Processes with a compute context on this GPU now (ours among them), or None where NVML cannot list them.
+        More than one during a measurement means time-sliced kernels and a shared energy counter."""
+        nv = self._nvml
+        get = (getattr(nv, "nvmlDeviceGetComputeRunningProcesses_v3", None)
+               or getattr(nv, "nvmlDeviceGetComputeRunningProcesses", None))
+        try:
+            return len(get(self._handle)) if get is not None else None
+        except nv.NVMLError:
+            return None
+
+    def mig_enabled(self) -> bool | None:
+        """True on a MIG partition's parent with MIG on: its energy counter covers every instance, not ours."""
+        try:
+            return bool(self._nvml.nvmlDeviceGetMigMode(self._handle)[0])
+        except (AttributeError, self._nvml.NVMLError):
+            return None
 
     def total_energy_mj(self) -> int:
         """Energy since the driver loaded, in mJ (Volta and newer); updated about every 100 ms."""

@@ -9,6 +9,7 @@ pass and read only after synchronising on the end event.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -76,6 +77,59 @@ class CudaTimer:
         self._end.synchronize()  # the events hold no time until the GPU has passed them
         start, self._start = self._start, None
         return float(start.elapsed_time(self._end))
+
+
+#: On a GPU one timed call runs passes back to back until it spans about this long. The host synchronises before the
+#: start event, so the GPU passes the event and then waits 10-30 us for the first kernel's launch: charged to every
+#: pass, that gap compresses a fast model's time (and a CUDA graph's speedup); charged to a call of many, it vanishes.
+MIN_GPU_CALL_MS = 1.0
+MAX_PASSES_PER_CALL = 64
+#: A pass whose host-side enqueue takes this share of its GPU time or more is host-bound: the GPU waits for launches.
+HOST_BOUND_SHARE = 0.8
+
+
+def passes_per_call(pass_ms: float) -> int:
+    """Passes one timed GPU call runs, from one pass's time (the fastest model's, so every model gets the same)."""
+    return max(1, min(MAX_PASSES_PER_CALL, math.ceil(MIN_GPU_CALL_MS / max(pass_ms, 1e-6))))
+
+
+def host_bound(enqueue_ms: float, gpu_ms: float) -> bool:
+    """True when launching a pass takes about as long as running it: the timing measures the host, not the GPU."""
+    return enqueue_ms >= HOST_BOUND_SHARE * gpu_ms
+
+
+def repeated(run: Callable[[], None], passes: int) -> Callable[[], None]:
+    if passes == 1:
+        return run
+
+    def many() -> None:
+        for _ in range(passes):
+            run()
+    return many
+
+
+class PerPass:
+    """A meter around calls of ``passes`` passes that reads the time of one."""
+
+    def __init__(self, timer: Meter, passes: int):
+        self.timer, self.passes = timer, passes
+        self.method, self.unit = timer.method, timer.unit
+
+    def start(self) -> None:
+        self.timer.start()
+
+    def stop(self) -> float:
+        return self.timer.stop() / self.passes
+
+
+def enqueue_ms(run: Callable[[], None], device: torch.device) -> float:
+    """Host time to launch one pass (without waiting for it), after the device has gone idle."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    run()
+    elapsed = (time.perf_counter() - t0) * 1e3
+    synchronize(device)
+    return elapsed
 
 
 def timer_for(device: torch.device) -> CpuTimer | CudaTimer:

@@ -150,10 +150,11 @@ class Objective:
         with timings.phase("measure"):
             cx = ctx.complexity(model)
             arch = self._screen(model, cx.macs) or ctx.measure(model)
-        lat = arch.latency
-        measured: dict[str, float] = {"latency_ms": lat.candidate.median_ms, "macs": cx.macs, "params": cx.params,
-                                      **({"energy_mj": arch.energy_mj} if arch.energy_mj is not None else {})}
-        TrialRecord.measured(arch).write(trial)
+        base = self.baseline
+        latency = TrialRecord.measured(arch, base.latency_ms if base else None, base.energy_mj if base else None)
+        measured: dict[str, float] = {"latency_ms": latency.latency_ms, "macs": cx.macs, "params": cx.params,
+                                      **({"energy_mj": latency.energy_mj} if latency.energy_mj is not None else {})}
+        latency.write(trial)
         TrialRecord(channels=pruned.channels, macs=cx.macs, params=cx.params).write(trial)
         with timings.phase("evaluate"):
             measured["accuracy_pre_ft"] = ctx.evaluate(model)

@@ -7,7 +7,7 @@ dominated by DataLoader overhead. Only ImageFolder data stream through a DataLoa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,23 +54,50 @@ class TensorSplit:
                 yield self.x[idx], self.y[idx]
 
 
+class _Order(torch.utils.data.Sampler):
+    """The indices of the next pass over a dataset, set by ``LoaderSplit.batches`` before each pass."""
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 @dataclass
 class LoaderSplit:
-    """A torch Dataset streamed through a DataLoader (for image folders too large to hold in memory)."""
+    """A torch Dataset streamed through a DataLoader (for image folders too large to hold in memory).
+
+    One DataLoader per batch size, kept with persistent workers: a fine-tune's passes and every evaluation would
+    otherwise start (and tear down) ``workers`` processes each time. The order of a pass is drawn in this process
+    from the caller's generator, so shuffling stays reproducible by seed whichever workers load the images.
+    """
 
     dataset: torch.utils.data.Dataset
     device: torch.device
     workers: int = 2
+    _loaders: dict[int, tuple[torch.utils.data.DataLoader, _Order]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
+    def loader(self, batch_size: int) -> tuple[torch.utils.data.DataLoader, _Order]:
+        if batch_size not in self._loaders:
+            order = _Order()
+            loader = torch.utils.data.DataLoader(
+                self.dataset, batch_size=batch_size, sampler=order, num_workers=self.workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0)
+            self._loaders[batch_size] = (loader, order)
+        return self._loaders[batch_size]
+
     def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
                 ) -> Iterator[Batch]:
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda",
-        )
+        loader, order = self.loader(batch_size)
+        n = len(self)
+        order.indices = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 

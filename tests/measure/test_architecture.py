@@ -163,7 +163,13 @@ def test_energy_on_a_device_with_a_meter_is_measured_and_recorded(rapl):
     assert attrs["energy_method"] == "rapl"
     assert attrs["energy_mj"] > 0
     assert 4.0 < attrs["idle_power_w"] < 25.0, "idle is 5 W plus the little CPU the idle process uses"
-    assert attrs["energy_window_s"] >= FAST.energy_window_s and attrs["energy_passes"] >= 1
+    assert attrs["energy_window_s"] >= FAST.energy_window_s / 2 and attrs["energy_passes"] >= 1, "half each, paired"
+    # the dense model's window right after: the plan's energy is the study's dense energy over the windows' ratio
+    assert m.dense_energy is not None and attrs["dense_energy_mj"] > attrs["energy_mj_window"] > 0
+    assert attrs["energy_saving"] == pytest.approx(attrs["dense_energy_mj"] / attrs["energy_mj_window"])
+    paired = TrialRecord.measured(m, baseline_energy_mj=100.0)
+    assert paired.energy_mj == pytest.approx(100.0 / paired.energy_saving)
+    assert paired.energy_mj_window == attrs["energy_mj"], "without a baseline the window's own reading"
 
 
 def test_energy_without_a_meter_is_refused_not_estimated(no_meter):
@@ -238,3 +244,17 @@ def test_on_a_gpu_the_attrs_hold_the_driver_clocks_and_the_nvml_method(monkeypat
     assert attrs["driver"] and attrs["sm_clock_mhz_start"] > 0 and attrs["sm_clock_mhz_end"] > 0
     assert attrs["energy_method"] in ("nvml-counter", "nvml-sampled") and attrs["energy_mj"] > 0
     assert attrs["idle_power_w"] > 0 and attrs["cudnn_benchmark"] is True
+
+
+def test_another_process_on_the_gpu_makes_the_measurement_noisy():
+    """Kernels of two processes time-slice one GPU and share its energy counter: NVML's process list says so."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()).eval()
+    settings = MeasureSettings(batch_size=2, warmup=1, repeats=3, ci_half_width=None, max_other_cpu=1.0)
+    m = measure_architecture(net, net, torch.randn(2, 3, 8, 8), settings, device=torch.device("cpu"),
+                             want_energy=False)
+
+    def on_gpu(processes: int):
+        return dataclasses.replace(m, device=dataclasses.replace(m.device, device="cuda:0",
+                                                                 conditions=(("compute_processes", processes),)))
+    assert on_gpu(2).latency_noisy is True and on_gpu(1).latency_noisy is False
+    assert TrialRecord.measured(on_gpu(2)).gpu_conditions == {"compute_processes": 2}

@@ -142,3 +142,43 @@ def test_a_counter_that_stands_still_keeps_the_assumed_period():
         meter = NvmlCounterMeter(gpu)
         assert meter.measure_update_period(max_s=0.2) == NvmlCounterMeter.ASSUMED_PERIOD_S
     assert not meter.period_measured
+
+
+def test_idle_power_given_by_the_caller_is_subtracted_without_a_second_idle_window():
+    """A GPU's idle is read once, cold (moprune.measure.architecture), not after every trial's timing rounds."""
+    nvml = FakeNvml("volta", watts=IDLE_W)
+    with NvmlDevice.open("cuda:0", nvml=nvml) as gpu:
+        meter = NvmlCounterMeter(gpu)
+        starts = []
+        real_start = meter.start
+        meter.start = lambda: (starts.append(1), real_start())[1]
+        before = nvml.trace.busy_energy_j(IDLE_W)
+        result = measure_energy(fake_work(nvml.trace, busy_w=BUSY_W, idle_w=IDLE_W, seconds=PASS_S), meter,
+                                window_s=1.0, pass_ms=PASS_S * 1e3, sync=lambda: None, idle_power_w=IDLE_W)
+    assert len(starts) == 1, "only the window of passes is read"
+    assert result.idle_power_w == IDLE_W
+    assert result.energy_mj == pytest.approx(_per_pass_truth(nvml.trace, before, result.passes), rel=0.05)
+
+
+def test_a_gpus_cold_idle_is_read_once_per_device_after_a_cooldown(monkeypatch):
+    import torch
+
+    from moprune.measure import architecture
+    from moprune.measure.settings import MeasureSettings
+
+    slept = []
+    monkeypatch.setattr(architecture, "_gpu_idle_w", {})
+    monkeypatch.setattr("moprune.measure.energy.time.sleep", lambda s: slept.append(s))
+    nvml = FakeNvml("volta", watts=IDLE_W)
+    with NvmlDevice.open("cuda:0", nvml=nvml) as gpu:
+        meter = NvmlCounterMeter(gpu)
+        meter.window_s = 1.0  # the stand-in clock does not advance under the patched sleep
+        monkeypatch.setattr(meter, "stop", lambda: IDLE_W * 1e3 * meter.window_s)
+        monkeypatch.setattr(meter, "start", lambda: None)
+        device = torch.device("cuda:0")
+        monkeypatch.setattr(architecture, "synchronize", lambda d: None)
+        first = architecture.gpu_idle_power(meter, device, MeasureSettings())
+        again = architecture.gpu_idle_power(meter, device, MeasureSettings())
+    assert first == again == pytest.approx(IDLE_W)
+    assert slept[0] >= architecture.GPU_IDLE_COOLDOWN_S, "the GPU cools down before its idle is read"
+    assert len([s for s in slept if s >= architecture.GPU_IDLE_COOLDOWN_S]) == 1, "read once per device"

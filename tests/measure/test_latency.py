@@ -70,6 +70,7 @@ def test_cuda_timing_uses_events_and_optionally_graphs():
     model, x = _conv(32).cuda(), torch.randn(8, 3, 32, 32, device="cuda")
     p = measure_paired(model, _conv(64).cuda(), x, warmup=3, repeats=10)
     assert p.info.timer == "cuda-events" and p.info.disturbance_check is None
+    assert p.info.passes_per_call >= 1 and isinstance(p.info.host_bound, bool)
     g = measure_paired(model, _conv(64).cuda(), x, warmup=3, repeats=10, cuda_graph=True)
     assert g.info.timer == "cuda-graph" and g.speedup > 0
     assert torch.backends.cudnn.benchmark is False, "cudnn.benchmark is restored after timing"

@@ -91,3 +91,32 @@ def test_the_real_gpu_is_found_by_pci_bus_id_and_named_like_torch_names_it():
         assert gpu.label.startswith("PCI ")
         assert gpu.name() == torch.cuda.get_device_name(0)
         assert gpu.power_w() > 0
+
+
+def test_what_holds_the_clocks_back_is_read_by_name_with_temperature_limit_and_mig():
+    nvml = FakeNvml("volta")
+    nvml.clock_mask = 0x4 | 0x40  # power cap, hardware thermal
+    with NvmlDevice.open("cuda:0", nvml=nvml) as gpu:
+        assert gpu.clock_reasons() == ["power cap", "hardware thermal"]
+        assert gpu.temperature_c() == 61 and gpu.power_limit_w() == 400.0 and gpu.mig_enabled() is False
+        assert gpu.compute_processes() == 1
+        nvml.processes = 3
+        assert gpu.compute_processes() == 3
+    with NvmlDevice.open("cuda:0", nvml=FakeNvml("pascal")) as old:
+        assert old.mig_enabled() is None, "not reported: left out, not guessed"
+
+
+def test_power_is_the_instant_field_where_the_driver_has_it():
+    class Field:
+        nvmlReturn = 0
+
+        class value:  # noqa: N801 (ctypes union stand-in)
+            uiVal = 123_000
+
+    nvml = FakeNvml("volta", watts=60.0)
+    nvml.NVML_FI_DEV_POWER_INSTANT = 186
+    nvml.nvmlDeviceGetFieldValues = lambda handle, ids: [Field()]
+    with NvmlDevice.open("cuda:0", nvml=nvml) as gpu:
+        assert gpu.power_w() == 123.0
+    with NvmlDevice.open("cuda:0", nvml=FakeNvml("volta", watts=60.0)) as gpu:
+        assert gpu.power_w() == pytest.approx(60.0, abs=0.01), "else the usage (an average on Ampere+)"

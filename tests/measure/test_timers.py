@@ -85,3 +85,33 @@ def test_a_failed_capture_warns_and_falls_back_to_eager(fake_cuda):
 
     with pytest.warns(UserWarning, match="CUDA graph capture failed"):
         assert timers.cuda_graph_runner(broken, OnDevice()) is None
+
+
+def test_a_gpu_call_runs_enough_passes_to_hide_the_launch_gap_and_reads_one():
+    from moprune.measure.timers import MAX_PASSES_PER_CALL, PerPass, passes_per_call, repeated
+
+    assert passes_per_call(5.0) == 1, "a pass longer than a millisecond is timed alone"
+    assert passes_per_call(0.1) == 10 and passes_per_call(0.0) == MAX_PASSES_PER_CALL
+    calls = []
+    run = repeated(lambda: calls.append(1), 4)
+    run()
+    assert len(calls) == 4
+
+    class Ten:
+        method, unit = "cuda-events", "ms"
+
+        def start(self):
+            pass
+
+        def stop(self):
+            return 10.0
+
+    per = PerPass(Ten(), 4)
+    per.start()
+    assert per.stop() == 2.5 and per.method == "cuda-events"
+
+
+def test_a_pass_that_launches_as_slowly_as_it_runs_is_host_bound():
+    from moprune.measure.timers import host_bound
+
+    assert host_bound(enqueue_ms=0.9, gpu_ms=1.0) and not host_bound(enqueue_ms=0.1, gpu_ms=1.0)

@@ -64,3 +64,30 @@ def test_imagefolder_with_train_and_val(tmp_path):
     assert data.num_classes == 2 and len(data.train) == 6 and len(data.val) == 6
     x, y = next(data.val.batches(6))
     assert x.shape == (6, 3, 16, 16) and sorted(y.tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def test_an_image_folder_keeps_one_loader_and_its_workers_across_passes(tmp_path):
+    """A fine-tune's passes and each evaluation reuse the loader; the order is still the generator's."""
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        folder = tmp_path / cls
+        folder.mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (8, 8), (i * 40, 100 if cls == "cat" else 200, 0)).save(folder / f"{i}.png")
+    data = load_data(DataSpec(name="imagefolder", root=tmp_path, image_size=8, val_fraction=0.5), seed=0,
+                     device=CPU)
+
+    def labels(seed: int, stop: int | None = None) -> list[int]:
+        out = []
+        for i, (_, y) in enumerate(data.train.batches(2, shuffle=True, generator=torch.Generator().manual_seed(seed))):
+            out += y.tolist()
+            if stop is not None and i + 1 == stop:
+                break  # a pass abandoned part-way (adaptive BN, a fine-tune's last steps)
+        return out
+
+    first = labels(1)
+    loader = data.train.loader(2)[0]
+    assert labels(1, stop=1) == first[:2]
+    assert labels(1) == first and labels(2) != first or len(set(first)) == 1
+    assert data.train.loader(2)[0] is loader and loader.persistent_workers, "the same loader and workers each pass"
