@@ -58,6 +58,7 @@ class Budget:
     sweep_count: int = 64  # levels the sweeps may reach before the time is up
     reeval_seeds: int = 3
     proxy_plans: int = 16  # random plans of the proxy check
+    finetune_steps: int | None = None  # the task's own (30) unless set: a longer fine-tune makes screening cheaper
 
 
 QUICK = Budget(n_trials=12, plans=80, rounds=4, sweep=12, reeval_seeds=2, proxy_plans=10)
@@ -66,7 +67,7 @@ QUICK = Budget(n_trials=12, plans=80, rounds=4, sweep=12, reeval_seeds=2, proxy_
 def method_spec(task: str, method: str, *, seed: int, storage: str, dense_macs: int, budget: Budget,
                 timeout_s: float | None) -> dict[str, Any]:
     """The study spec of one method: the task's keys, then only the search differs."""
-    spec = task_spec(task, dense_macs=dense_macs)
+    spec = task_spec(task, dense_macs=dense_macs, finetune_steps=budget.finetune_steps)
     spec.update(name=f"sq-{task}-{method}-s{seed}", seed=seed, storage=storage)
     search: dict[str, Any] = {**spec["search"], "sampler": budget.sampler, "timeout_s": timeout_s}
     sweep = {"n_trials": budget.sweep_count + 1, "uniform_count": budget.sweep_count}
@@ -276,7 +277,7 @@ def run_task(task: str, seeds: list[int], budget: Budget, workdir: Path, log) ->
     proxy: dict[str, Any] | None = None
     for seed in seeds:
         t0 = time.perf_counter()
-        spec = parse_spec({**task_spec(task), "name": f"ctx-{task}", "seed": seed, "storage": "sqlite:///:memory:"})
+        spec = parse_spec({**task_spec(task, finetune_steps=budget.finetune_steps), "name": f"ctx-{task}", "seed": seed, "storage": "sqlite:///:memory:"})
         ctx = prepare_context(spec)  # pretrains (and caches) the seed's dense model before any method's clock
         dense_macs = count_complexity(ctx.dense.model, ctx.trace_inputs).macs
         if proxy is None:
@@ -316,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proxy", choices=("adaptive_bn", "finetune", "none"), default=None,
                         help="the screen's proxy (default finetune)")
     parser.add_argument("--sampler", default=None, help="the searches' sampler (default tpe)")
+    parser.add_argument("--finetune-steps", type=int, default=None,
+                        help="every fine-tune's steps (default: the task's 30); re-evaluation uses the same")
     parser.add_argument("--json", dest="json_path", default=None, help="write the numbers to this JSON file")
     parser.add_argument("--workdir", default=None, help="studies and the dense-model cache (default: a temporary "
                                                         "directory, removed at the end)")
@@ -326,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--tasks: unknown {unknown[0]!r}; choose from {', '.join(TASKS)}")
     budget = QUICK if args.quick else Budget()
     seeds = list(range(1 if args.quick else args.seeds))
-    overrides = {k: v for k, v in (("proxy", args.proxy), ("sampler", args.sampler)) if v}
+    overrides = {k: v for k, v in (("proxy", args.proxy), ("sampler", args.sampler),
+                                   ("finetune_steps", args.finetune_steps)) if v}
     if overrides:
         budget = Budget(**{**asdict(budget), **overrides})
     json_path = Path(args.json_path).resolve() if args.json_path else None
@@ -343,9 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study from the bench, not one per trial
 
     start = time.perf_counter()
+    steps = budget.finetune_steps or "the task's"
     log(f"tasks {tasks}, seeds {seeds}; screen: {budget.n_trials} fine-tuned from {budget.plans} screened "
         f"({budget.proxy}, {budget.proxy_batches} batches) in {budget.rounds} rounds; sampler {budget.sampler}; "
-        f"{budget.reeval_seeds} fresh fine-tunes per front point; torch {torch.__version__}, 1 thread")
+        f"{budget.reeval_seeds} fresh fine-tunes per front point; {steps} fine-tune steps; torch "
+        f"{torch.__version__}, 1 thread")
     results: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         if args.workdir:

@@ -139,16 +139,19 @@ TASKS: dict[str, dict[str, Any]] = {
 MAX_MACS_SHARE = 0.4
 
 
-def task_spec(task: str, *, dense_macs: int | None = None) -> dict[str, Any]:
+def task_spec(task: str, *, dense_macs: int | None = None, finetune_steps: int | None = None) -> dict[str, Any]:
     """The spec (a dict for moprune.spec.parse_spec) every method of ``task`` shares, before its search keys.
 
-    ``dense_macs`` turns the cheap region into a hard MACs budget (plans above it are rejected before the fine-tune).
+    ``dense_macs`` turns the cheap region into a hard MACs budget (plans above it are rejected before the fine-tune);
+    ``finetune_steps`` replaces the task's brief fine-tune length (and so what a fine-tune costs against a screen).
     """
     spec: dict[str, Any] = {}
     for source in (_COMMON, TASKS[task]):
         for key, value in source.items():
             spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
     spec = {k: (dict(v) if isinstance(v, dict) else v) for k, v in spec.items()}
+    if finetune_steps is not None:
+        spec["finetune"] = {**spec["finetune"], "steps": finetune_steps}
     if dense_macs is not None:
         spec["constraints"] = {**spec["constraints"], "max_macs": float(int(dense_macs * MAX_MACS_SHARE))}
     return spec
