@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from torch import nn
 
-RUNTIMES = ("eager", "compile", "onnxruntime")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 

@@ -24,7 +24,6 @@ from optuna.trial import TrialState
 
 from ..measure import LatencyModel, cost_features, fit_latency_model
 from ..record import TrialRecord, baseline_of
-from ..train.proxy import proxy_accuracy
 from .context import StudyContext, finetune_seed
 
 log = logging.getLogger(__name__)
@@ -77,12 +76,8 @@ class ProxyCalibration:
         if record.screen_trial is not None and record.screen_trial in screened:
             return screened[record.screen_trial]
         if number not in self.computed:
-            s = self.ctx.spec
             pruned = self.ctx.prune(record.fixed_plan or record.plan)
-            self.computed[number] = proxy_accuracy(
-                pruned.model, self.ctx.data.train, self.ctx.data.val, method=s.search.screen.proxy,
-                batches=s.search.screen.batches, batch_size=s.finetune.batch_size,
-                seed=finetune_seed(s.seed, number), lr=s.finetune.lr, optimizer=s.finetune.optimizer).accuracy
+            self.computed[number] = self.ctx.proxy(pruned.model, finetune_seed(self.ctx.spec.seed, number)).accuracy
         return self.computed[number]
 
     def floor(self, study: optuna.Study, screened: optuna.Study) -> float | None:

@@ -27,6 +27,7 @@ from ..record import Baseline
 from ..spec import StudySpec
 from ..train import (DataBundle, DenseModel, Distillation, TrainResult, evaluate, load_data, load_dense,
                      train)
+from ..train.proxy import Proxy, proxy_accuracy
 from ..version import __version__
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,14 @@ class StudyContext:
                    if ft.distill is not None else None)
         return train(model, self.data.train, steps=steps, lr=ft.lr, batch_size=ft.batch_size,
                      optimizer=ft.optimizer, seed=seed, warmup=min(ft.warmup_steps, steps), distill=distill, after_step=mask_holder(model, masks or {}))
+
+    def proxy(self, model: nn.Module, seed: int) -> Proxy:
+        """The screen's proxy of ``model``'s accuracy after the fine-tune (``search.screen``: method, batches), with
+        the fine-tune's batch size, learning rate and optimizer; ``model`` is changed in place."""
+        s = self.spec
+        return proxy_accuracy(model, self.data.train, self.data.val, method=s.search.screen.proxy,
+                              batches=s.search.screen.batches, batch_size=s.finetune.batch_size, seed=seed,
+                              lr=s.finetune.lr, optimizer=s.finetune.optimizer)
 
     def evaluate(self, model: nn.Module) -> float:
         """Top-1 accuracy on the validation split."""

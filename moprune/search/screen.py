@@ -31,7 +31,6 @@ from ..pareto import pareto_ranks
 from ..pruning import GLOBAL_PARAM, nearest_params, plan_params, suggest_plan
 from ..record import SCREEN_SUFFIX, TrialRecord
 from ..spec import StudySpec
-from ..train.proxy import proxy_accuracy
 from .calibration import LatencyCalibration, ProxyCalibration
 from .context import StudyContext, finetune_seed
 from .study import coarse_to_fine
@@ -86,11 +85,7 @@ class ScreenObjective:
             arch = ctx.measure(pruned.model, energy=False, screen=True)
             measured["latency_ms"] = arch.latency.candidate.median_ms
             record = TrialRecord.merged(record, TrialRecord.measured(arch).values_only())
-        screen = s.search.screen
-        proxy = proxy_accuracy(pruned.model, ctx.data.train, ctx.data.val, method=screen.proxy,
-                               batches=screen.batches, batch_size=s.finetune.batch_size,
-                               seed=finetune_seed(s.seed, trial.number), lr=s.finetune.lr,
-                               optimizer=s.finetune.optimizer)
+        proxy = ctx.proxy(pruned.model, finetune_seed(s.seed, trial.number))
         measured[PROXY_NAME] = proxy.accuracy
         # written once, at the end: each attr is a storage write, and a screened plan should cost little more than
         # its proxy (a failure before here still records why, in _Recorded)
