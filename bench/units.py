@@ -20,7 +20,7 @@ from moprune.pruning import discover_groups, find_sites, prunable_form, search_u
 
 FAMILIES = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "mnasnet0_5",
             "regnet_x_400mf", "densenet121", "squeezenet1_0", "vgg11_bn", "convnext_tiny", "googlenet"]
-TORCHVISION_TRANSFORMERS = ["vit_b_16", "vit_b_32", "vit_l_16", "swin_t"]
+TORCHVISION_TRANSFORMERS = ["vit_b_16", "vit_b_32", "vit_l_16", "swin_t", "swin_b", "swin_v2_t"]
 HF_CONFIGS = {"BERT-base (hf)": "BertConfig", "RoBERTa-base (hf)": "RobertaConfig", "ViT-base (hf)": "ViTConfig",
               "DistilBERT (hf)": "DistilBertConfig"}
 
@@ -81,8 +81,14 @@ def transformer_rows() -> None:
             continue
         blocks = len({s.block for s in sites})
         note = "" if heads else "MLP neurons only (its attention is not recognised)"
-        print(f"{name:<20}{blocks:>7}{heads[0].count if heads else '-':>7}{heads[0].unit if heads else '-':>10}"
-              f"{mlps[0].count if mlps else '-':>10}{len(sites):>7}  {note}")
+        print(f"{name:<20}{blocks:>7}{_span(h.count for h in heads):>7}{_span(h.unit for h in heads):>10}"
+              f"{_span(m.count for m in mlps):>10}{len(sites):>7}  {note}")
+
+
+def _span(values) -> str:
+    """One value, or low-high where blocks differ (Swin's stages)."""
+    values = sorted(set(values))
+    return "-" if not values else str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
 
 
 def main() -> None:

@@ -28,19 +28,23 @@ def _products(module: nn.Module, hidden: torch.Tensor) -> int:
 
     Torch-Pruning's counter sees modules, and these products are functions (``scaled_dot_product_attention``,
     ``matmul``) inside an attention module, counted by no module. Recognised by the attributes the modules
-    carry: moprune's ``HeadAttention`` (``attention_macs``) and Hugging Face's (``num_attention_heads`` with
-    ``attention_head_size`` or ``head_dim``); torchvision's ``nn.MultiheadAttention`` is counted by Torch-Pruning itself.
+    carry: moprune's ``HeadAttention`` and ``WindowHeadAttention`` (``attention_macs(hidden)``) and Hugging
+    Face's (``num_attention_heads`` or ``n_heads``, with ``attention_head_size`` or ``head_dim``); torchvision's
+    ``nn.MultiheadAttention`` is counted by Torch-Pruning itself.
     """
-    length = hidden.shape[1]
     if hasattr(module, "attention_macs"):
-        return int(module.attention_macs(length, length))
+        return int(module.attention_macs(hidden))
+    length = hidden.shape[1]
     size = getattr(module, "attention_head_size", None) or module.head_dim
-    return 2 * int(module.num_attention_heads) * length * length * int(size)
+    heads = getattr(module, "num_attention_heads", None) or module.n_heads
+    return 2 * int(heads) * length * length * int(size)
 
 
 def _is_hf_attention(m: nn.Module) -> bool:
-    """Hugging Face's attention modules by their attributes: BERT's (query, attention_head_size) and the
-    q_proj/o_proj layout's (head_dim)."""
+    """Hugging Face's attention modules by their attributes: BERT's (query, attention_head_size), DistilBERT's
+    (q_lin, n_heads) and the q_proj/o_proj layout's (head_dim)."""
+    if hasattr(m, "q_lin") and isinstance(getattr(m, "n_heads", None), int):  # DistilBERT
+        return hasattr(m, "attention_head_size")
     if not isinstance(getattr(m, "num_attention_heads", None), int):
         return False
     return ((hasattr(m, "query") and hasattr(m, "attention_head_size"))

@@ -1,7 +1,8 @@
 """Pruning: the model's searchable units (DependencyGraph groups tied by granularity), plans, apply and replay.
 
 Knows nothing of training or of studies: a plan in, a physically smaller model (and the record to rebuild it) out;
-a Transformer's heads and MLP neurons; or, for unstructured and N:M sparsity, a model with zeroed weights and the masks its fine-tune must hold.
+a Transformer's heads and MLP neurons; or, for unstructured and N:M sparsity, a model with zeroed weights and the
+masks its fine-tune must hold.
 """
 
 from .attention import HeadAttention, prunable_form
@@ -13,8 +14,10 @@ from .sparse import (SPARSE_METHODS, apply_sparsity, mask_holder, nm_mask, nonze
                      semi_structured_linears, sparsity_of)
 from .transformer import Site, find_sites
 from .units import SearchUnit, search_units
+from .window_attention import WindowHeadAttention
 
-__all__ = ["GLOBAL_PARAM", "HeadAttention", "Site", "find_sites", "prunable_form", "PruneGroup", "PrunePlan", "PrunedModel", "SPARSE_METHODS", "SearchUnit", "apply_plan",
+__all__ = ["GLOBAL_PARAM", "HeadAttention", "Site", "WindowHeadAttention", "find_sites", "prunable_form", "PruneGroup",
+           "PrunePlan", "PrunedModel", "SPARSE_METHODS", "SearchUnit", "apply_plan",
            "apply_sparsity", "classifier_of", "discover_groups", "global_plan", "kept_channels", "local_ratio",
            "make_importance", "mask_holder", "nearest_params", "nm_mask", "nonzero_params", "offset_param", "parse_nm",
            "plan_params", "replay_history", "search_units", "semi_structured_linears", "sparsity_of", "suggest_plan"]

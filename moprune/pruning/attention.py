@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .window_attention import WindowHeadAttention
+
 log = logging.getLogger(__name__)
 
 
@@ -72,14 +74,21 @@ class HeadAttention(nn.Module):
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).flatten(2)), None
 
-    def attention_macs(self, query_len: int, key_len: int) -> int:
-        """Multiply-accumulates of one sample's q·kᵀ and attention·v (the projections are Linear layers, counted
-        as such): what a MAC counter that sees only modules misses."""
-        return 2 * self.num_heads * query_len * key_len * self.head_dim
+    def attention_macs(self, hidden: torch.Tensor) -> int:
+        """Multiply-accumulates of one call's q·kᵀ and attention·v on ``hidden`` (one sample, (1, length, width);
+        the projections are Linear layers, counted as such): what a MAC counter that sees only modules misses."""
+        length = hidden.shape[1]
+        return 2 * self.num_heads * length * length * self.head_dim
+
+
+def _is_swin_attention(module: nn.Module) -> bool:
+    """torchvision's ``ShiftedWindowAttention`` or its V2 (by class, so older torchvisions without V2 still work)."""
+    return type(module).__name__ in ("ShiftedWindowAttention", "ShiftedWindowAttentionV2") and hasattr(module, "qkv")
 
 
 def prunable_form(model: nn.Module) -> int:
-    """Replace every ``nn.MultiheadAttention`` of ``model`` by an equivalent ``HeadAttention`` (in place); how many.
+    """Replace every ``nn.MultiheadAttention`` of ``model`` by an equivalent ``HeadAttention``, and every Swin
+    window attention by an equivalent ``WindowHeadAttention`` (in place); how many.
 
     Loaded weights stay as they are (copied); a model that has none is left untouched.
     """
@@ -89,6 +98,9 @@ def prunable_form(model: nn.Module) -> int:
             if isinstance(child, nn.MultiheadAttention):
                 setattr(module, child_name, HeadAttention.from_multihead(child))
                 swapped += 1
+            elif _is_swin_attention(child):
+                setattr(module, child_name, WindowHeadAttention.from_swin(child))
+                swapped += 1
     if swapped:
-        log.debug("%d nn.MultiheadAttention modules of %s now prunable by head", swapped, type(model).__name__)
+        log.debug("%d attention modules of %s now prunable by head", swapped, type(model).__name__)
     return swapped

@@ -8,9 +8,11 @@ torchvision's fused ``nn.MultiheadAttention`` or Hugging Face's attention, so mo
 structure and cuts them with Torch-Pruning's Linear pruning functions; the kept head and neuron indices are the
 record (``pruning.json``) that rebuilds the shape on a fresh dense model.
 
-Recognised layouts (``find_sites``): torchvision's ViT (``HeadAttention`` after ``prunable_form``, ``MLPBlock``),
+Recognised layouts (``find_sites``): torchvision's ViT (``HeadAttention`` after ``prunable_form``, ``MLPBlock``) and
+Swin v1/v2 (``WindowHeadAttention``: a head's bias-table column or bias-MLP row and logit scale go with it),
 Hugging Face BERT/RoBERTa-style layers (``attention.self.query/key/value``, ``attention.output.dense``,
-``intermediate.dense``, ``output.dense``) and the q_proj/k_proj/v_proj/o_proj layout with a two-Linear MLP
+``intermediate.dense``, ``output.dense``), DistilBERT (``q_lin``/``k_lin``/``v_lin``/``out_lin``, ``ffn.lin1/lin2``)
+and the q_proj/k_proj/v_proj/o_proj layout with a two-Linear MLP
 (Hugging Face's ViT in transformers 5). Anything else is searched by its DependencyGraph groups.
 """
 
@@ -25,6 +27,7 @@ import torch_pruning as tp
 from torch import nn
 
 from .attention import HeadAttention
+from .window_attention import WindowHeadAttention
 
 CHANNELS, HEADS, NEURONS = "channels", "heads", "neurons"
 NEURON_MULTIPLE = 8  # MLP widths snap to multiples of this (``prune.round_to`` overrides): what GEMM kernels like
@@ -49,6 +52,8 @@ class Site:
     unit: int
     heads_attr: str | None = None
     width_attr: str | None = None
+    head_rows: tuple[str, ...] = ()  # Linear layers with one output row per head (Swin v2's bias MLP)
+    head_params: tuple[tuple[str, int], ...] = ()  # (parameter, dim) with one slice per head (Swin's bias table)
 
 
 def _linears(module: nn.Module) -> list[tuple[str, nn.Linear]]:
@@ -61,18 +66,28 @@ def _is_linear(module: nn.Module, *names: str) -> bool:
 
 def _attention(prefix: str, name: str, child: nn.Module) -> Site | None:
     """The head site of ``child`` (a block's child called ``name``) if it is an attention layout moprune knows:
-    moprune's ``HeadAttention``; Hugging Face's q_proj/k_proj/v_proj/o_proj (ViT in transformers 5, Llama-style,
-    without grouped key/value heads); or BERT's ``attention.self`` (query/key/value) with ``attention.output.dense``."""
+    moprune's ``HeadAttention`` and ``WindowHeadAttention`` (Swin); Hugging Face's q_proj/k_proj/v_proj/o_proj (ViT
+    in transformers 5, Llama-style, without grouped key/value heads); DistilBERT's q_lin/k_lin/v_lin/out_lin; or
+    BERT's ``attention.self`` (query/key/value) with ``attention.output.dense``."""
     root = prefix + name
     if isinstance(child, HeadAttention):
         return Site(root, prefix[:-1], HEADS, (f"{root}.q", f"{root}.k", f"{root}.v"), (f"{root}.out_proj",),
                     child.num_heads, child.head_dim, "num_heads")
+    if isinstance(child, WindowHeadAttention):
+        return Site(root, prefix[:-1], HEADS, (f"{root}.q", f"{root}.k", f"{root}.v"), (f"{root}.proj",),
+                    child.num_heads, child.head_dim, "num_heads",
+                    head_rows=tuple(f"{root}.{n}" for n in child.head_rows()),
+                    head_params=tuple((f"{root}.{n}", d) for n, d in child.head_params()))
     heads = getattr(child, "num_attention_heads", None)
     if (_is_linear(child, "q_proj", "k_proj", "v_proj", "o_proj") and isinstance(heads, int)
             and isinstance(getattr(child, "head_dim", None), int)
             and getattr(child, "num_key_value_heads", heads) == heads):
         return Site(root, prefix[:-1], HEADS, tuple(f"{root}.{p}_proj" for p in "qkv"), (f"{root}.o_proj",), heads,
                     child.head_dim, "num_attention_heads")
+    if (_is_linear(child, "q_lin", "k_lin", "v_lin", "out_lin") and isinstance(getattr(child, "n_heads", None), int)
+            and isinstance(getattr(child, "attention_head_size", None), int)):  # DistilBERT
+        return Site(root, prefix[:-1], HEADS, tuple(f"{root}.{p}_lin" for p in "qkv"), (f"{root}.out_lin",),
+                    child.n_heads, child.attention_head_size, "n_heads")
     for inner_name in ("self", "attention"):
         inner = getattr(child, inner_name, None)
         output = getattr(child, "output", None)
@@ -171,6 +186,15 @@ def cut(model: nn.Module, site: Site, keep: list[int]) -> None:
         tp.prune_linear_out_channels(model.get_submodule(name), drop)
     for name in site.cols:
         tp.prune_linear_in_channels(model.get_submodule(name), drop)
+    dropped_heads = [u for u in range(site.count) if u not in set(keep)]
+    for name in site.head_rows:
+        tp.prune_linear_out_channels(model.get_submodule(name), dropped_heads)
+    for name, dim in site.head_params:
+        owner_name, _, attr = name.rpartition(".")
+        owner = model.get_submodule(owner_name)
+        old = getattr(owner, attr)
+        index = torch.tensor(sorted(keep), device=old.device)
+        setattr(owner, attr, nn.Parameter(old.detach().index_select(dim, index), requires_grad=old.requires_grad))
     if site.heads_attr is not None:  # the head size stays; the count (and total width) are the module's bookkeeping
         attention = model.get_submodule(site.root)
         setattr(attention, site.heads_attr, len(keep))

@@ -43,6 +43,28 @@ _VIT_SHAPES = {"vit_b_16": (16, 12, 12, 768, 3072), "vit_b_32": (32, 12, 12, 768
                "vit_l_16": (16, 24, 16, 1024, 4096), "vit_l_32": (32, 24, 16, 1024, 4096),
                "vit_h_14": (14, 32, 16, 1280, 5120)}
 _VIT_KEYS = ("patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim")
+#: torchvision's Swin builders' fixed shapes (patch, embed dim, depths, heads per stage, window, stochastic depth):
+#: ``model.kwargs: {patch_size: 2, window_size: 4}`` builds ``SwinTransformer`` from these, for small images.
+_SWIN_SHAPES = {"swin_t": (4, 96, [2, 2, 6, 2], [3, 6, 12, 24], 7, 0.2),
+                "swin_s": (4, 96, [2, 2, 18, 2], [3, 6, 12, 24], 7, 0.3),
+                "swin_b": (4, 128, [2, 2, 18, 2], [4, 8, 16, 32], 7, 0.5),
+                "swin_v2_t": (4, 96, [2, 2, 6, 2], [3, 6, 12, 24], 8, 0.2),
+                "swin_v2_s": (4, 96, [2, 2, 18, 2], [3, 6, 12, 24], 8, 0.3),
+                "swin_v2_b": (4, 128, [2, 2, 18, 2], [4, 8, 16, 32], 8, 0.5)}
+_SWIN_KEYS = ("patch_size", "embed_dim", "depths", "num_heads", "window_size", "stochastic_depth_prob")
+
+
+def _swin(arch: str, num_classes: int, kwargs: dict[str, Any]) -> nn.Module:
+    """A torchvision Swin with the shape keys of ``kwargs`` replacing its builder's (sizes may be ints or pairs)."""
+    from torchvision.models import swin_transformer as swin
+
+    shape = dict(zip(_SWIN_KEYS, _SWIN_SHAPES[arch])) | {k: kwargs.pop(k) for k in _SWIN_KEYS if k in kwargs}
+    for key in ("patch_size", "window_size"):
+        shape[key] = [shape[key]] * 2 if isinstance(shape[key], int) else list(shape[key])
+    if arch.startswith("swin_v2"):
+        kwargs.setdefault("block", swin.SwinTransformerBlockV2)
+        kwargs.setdefault("downsample_layer", swin.PatchMergingV2)
+    return swin.SwinTransformer(num_classes=num_classes, **shape, **kwargs)
 
 
 def build_model(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None,
@@ -52,9 +74,9 @@ def build_model(arch: str, num_classes: int, kwargs: dict[str, Any] | None = Non
 
     ``kwargs`` (``model.kwargs``) go to the builder or factory. torchvision's ``vit_*`` get the data's
     ``image_size`` unless given (a ViT's position embedding is sized by it), and may change their patch size and
-    shape, which their builders fix. ``hf:`` and ``hf-config:`` models are Hugging Face classifiers (``hf.py``);
-    ``text`` (a text data set's vocabulary size, pad id, sequence length) sizes their embeddings; ``hf_config``
-    (an export's copy of the model's config) rebuilds one offline.
+    shape, which their builders fix; so may ``swin_*`` (patch, window, depths, heads). ``hf:`` and ``hf-config:``
+    models are Hugging Face classifiers (``hf.py``); ``text`` (a text data set's vocabulary size, pad id, sequence
+    length) sizes their embeddings; ``hf_config`` (an export's copy of the model's config) rebuilds one offline.
     """
     kwargs = dict(kwargs or {})
     if arch.startswith(HF_PREFIXES):
@@ -77,6 +99,8 @@ def build_model(arch: str, num_classes: int, kwargs: dict[str, Any] | None = Non
             shape = dict(zip(_VIT_KEYS, _VIT_SHAPES[arch])) | {k: kwargs.pop(k) for k in _VIT_KEYS if k in kwargs}
             return torchvision.models.VisionTransformer(num_classes=num_classes, **shape, **kwargs)
     try:
+        if arch in _SWIN_SHAPES and any(k in kwargs for k in _SWIN_KEYS):
+            return _swin(arch, num_classes, kwargs)
         return torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
     except TypeError as exc:
         raise SpecError(f"model.kwargs: {arch} does not take {sorted(kwargs)} ({exc}); remove the key") from None

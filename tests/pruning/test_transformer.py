@@ -165,3 +165,30 @@ def test_hugging_face_vit_layout_prunes_by_head_and_neuron_and_replays():
     replay_history(fresh, json.loads(json.dumps(pruned.history)), X[:1])
     fresh.load_state_dict(pruned.model.state_dict())
     assert torch.equal(fresh(X), pruned.model(X))
+
+
+def test_distilbert_layout_prunes_by_head_and_neuron_and_counts_its_attention():
+    transformers = pytest.importorskip("transformers")
+    from moprune.train import HFClassifier
+
+    def build():
+        torch.manual_seed(0)
+        config = transformers.DistilBertConfig(vocab_size=50, n_layers=2, dim=32, n_heads=4, hidden_dim=64,
+                                               max_position_embeddings=16, num_labels=2)
+        return HFClassifier(transformers.AutoModelForSequenceClassification.from_config(config), 0).eval()
+
+    ids = torch.randint(1, 50, (2, 12))
+    model = build()
+    dense = count_complexity(model, ids)
+    groups = discover_groups(model, ids[:1])
+    assert [(g.kind, g.channels) for g in groups] == [("heads", 4), ("neurons", 64)] * 2
+    pruned = apply_plan(model, {groups[0].root: 0.5, groups[1].root: 0.5}, ids[:1])
+    attention = pruned.model.get_submodule(groups[0].root)
+    assert attention.n_heads == 2 and attention.out_lin.in_features == 2 * attention.attention_head_size
+    assert pruned.model(ids).shape == (2, 2)
+    # q·kᵀ and attn·v of two heads of 8 over 12 tokens, and their q/k/v/out rows and columns, are gone
+    assert dense.macs - count_complexity(pruned.model, ids).macs >= 2 * 2 * 12 * 12 * 8 + 12 * 4 * 32 * 16
+    fresh = build()
+    replay_history(fresh, json.loads(json.dumps(pruned.history)), ids[:1])
+    fresh.load_state_dict(pruned.model.state_dict())
+    assert torch.equal(fresh(ids), pruned.model(ids))
