@@ -74,11 +74,11 @@ def test_pruned_model_still_trains_on_digits():
     data = load_data(DataSpec(name="digits", image_size=16), seed=0, device=torch.device("cpu"))
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)
-    train(model, data.train, steps=30, lr=0.05, batch_size=128, seed=0)
+    train(model, data.train, steps=30, lr=0.05, batch_size=64, seed=0)
     x1 = data.example_inputs(1)
     pruned = apply_plan(model.eval(), {g.root: 0.5 for g in discover_groups(model, x1)}, x1)
     before = evaluate(pruned.model, data.val)
-    train(pruned.model, data.train, steps=20, lr=0.05, batch_size=128, seed=1)
+    train(pruned.model, data.train, steps=15, lr=0.05, batch_size=64, seed=1)
     after = evaluate(pruned.model, data.val)
     assert after > 0.5 and after >= before
 

@@ -17,7 +17,7 @@ def test_a_plan_over_a_hard_budget_is_rejected_before_the_fine_tune(session_cwd)
     # uniform seeds at ratios 0, 0.4 and 0.8: with a MACs budget of half the dense model's, the dense plan is over it
     spec = make_spec(name="budget", storage=f"sqlite:///{session_cwd / 'budget.db'}",
                      constraints={"max_macs": 0.5 * 15.6e6},  # dense resnet18 at 16 px: 15.6M MACs
-                     finetune={"steps": 40}, search={"n_trials": 5, "uniform_count": 3, "sampler": "random"})
+                     search={"n_trials": 5, "uniform_count": 3, "sampler": "random"})
     study = run_study(spec, **QUIET)
     dense_macs = study.user_attrs["baseline"]["macs"]
     assert 0.45 * dense_macs < spec.constraints.max_macs < 0.55 * dense_macs

@@ -151,19 +151,19 @@ def test_open_study_without_a_database_says_run_first(session_cwd):
 @pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["nsga2", "tpe"])  # (random proposals depend on nothing but the seed)
 def test_same_spec_and_seed_propose_the_same_plans(session_cwd, sampler):
-    # 7 trials: past NSGA-II's first generation (population 4) and TPE's startup trials, where proposals depend on
+    # 6 trials: past NSGA-II's first generation (population 4) and TPE's startup trials, where proposals depend on
     # the values of earlier trials; accuracy and MACs are deterministic on the CPU for a seed (latency is not).
     plans = []
     for i in range(2):
         spec = make_spec(name=f"repro-{sampler}", storage=f"sqlite:///{session_cwd / f'repro-{sampler}{i}.db'}",
                          objectives=["accuracy", "macs"], measure=FAST["measure"],
-                         search={"n_trials": 7, "sampler": sampler, "seed_trials": ["dense"],
+                         search={"n_trials": 6, "sampler": sampler, "seed_trials": ["dense"],
                                  **({"sampler_options": {"n_startup_trials": 4}} if sampler == "tpe" else {})},
                          finetune={"steps": 2})
         study = run_study(spec, **QUIET)
         plans.append([t.params for t in study.get_trials()])
     assert plans[0] == plans[1]
-    assert len({json.dumps(p, sort_keys=True) for p in plans[0]}) >= 6, "the plans are not all one"
+    assert len({json.dumps(p, sort_keys=True) for p in plans[0]}) >= 5, "the plans are not all one"
 
 
 @pytest.mark.slow

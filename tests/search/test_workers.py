@@ -84,17 +84,17 @@ def test_a_grace_period_not_longer_than_the_heartbeat_is_a_spec_error():
 
 
 @pytest.mark.slow
-def test_two_local_workers_on_sqlite_finish_exactly_20_trials(session_cwd, spawn):
-    spec = fast_spec("sqlite20", n_trials=20)
-    url = f"sqlite:///{session_cwd / 'sqlite20.db'}"
+def test_two_local_workers_on_sqlite_finish_exactly_12_trials(session_cwd, spawn):
+    spec = fast_spec("sqlite12", n_trials=12)
+    url = f"sqlite:///{session_cwd / 'sqlite12.db'}"
     err = finish(spawn("run", str(write_spec(spec, session_cwd)), "--workers", "2", "--storage", url))
-    trials = optuna.load_study(study_name="sqlite20", storage=url).get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 20
+    trials = optuna.load_study(study_name="sqlite12", storage=url).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
     assert len({t.user_attrs["worker"] for t in trials}) == 2, "both workers ran trials"
-    assert len({tuple(sorted(t.params.items())) for t in trials}) == 20, "two workers never propose the same plan"
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 12, "two workers never propose the same plan"
     assert "database is locked" not in err
-    assert sorted(int(line.partition("/")[0].strip("[")) for line in err.splitlines() if "/20] trial" in line) == \
-        list(range(1, 21)), "the parent prints one line per finished trial, counted 1..20"
+    assert sorted(int(line.partition("/")[0].strip("[")) for line in err.splitlines() if "/12] trial" in line) == \
+        list(range(1, 13)), "the parent prints one line per finished trial, counted 1..12"
 
 
 @pytest.mark.slow
@@ -112,16 +112,16 @@ def test_what_a_worker_logs_reaches_the_parents_stderr_with_the_workers_number(s
 
 
 @pytest.mark.slow
-def test_workers_of_two_hosts_on_an_empty_postgresql_database_finish_exactly_20_trials(session_cwd, spawn, postgres):
+def test_workers_of_two_hosts_on_an_empty_postgresql_database_finish_exactly_12_trials(session_cwd, spawn, postgres):
     # As on two hosts, started together on an empty database: `--workers 2` on one, a single worker on the other.
     # Both race to create the tables and the study; then three worker processes share the trials.
     url = postgres.new_database()
-    path = write_spec(fast_spec("pg20", n_trials=20), session_cwd)
+    path = write_spec(fast_spec("pg12", n_trials=12), session_cwd)
     # The test holds the study's claim (the lock a worker takes to count the trials and start one) until the three
     # workers and the watching parent all wait for it: then every worker starts trials, however much later than the
-    # single-process host its spawned workers came up (on a loaded machine that host could run all 20 first).
+    # single-process host its spawned workers came up (on a loaded machine that host could run all 12 first).
     engine = sqlalchemy.create_engine(url)
-    claim = AdvisoryClaim(engine, "pg20")
+    claim = AdvisoryClaim(engine, "pg12")
     claim.acquire()
     try:
         procs = [spawn("run", str(path), "--storage", url, "--workers", "2"), spawn("run", str(path), "--storage", url)]
@@ -131,17 +131,17 @@ def test_workers_of_two_hosts_on_an_empty_postgresql_database_finish_exactly_20_
         claim.release()
         engine.dispose()
     errs = [finish(p) for p in procs]
-    trials = optuna.load_study(study_name="pg20", storage=url).get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 20
+    trials = optuna.load_study(study_name="pg12", storage=url).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
     assert len({t.user_attrs["worker"] for t in trials}) == 3
-    assert sum("created study 'pg20'" in e for e in errs) == 1, "the study is created exactly once"
+    assert sum("created study 'pg12'" in e for e in errs) == 1, "the study is created exactly once"
 
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_fails_its_trial_and_another_worker_reruns_the_plan(session_cwd, spawn):
     shared = session_cwd / "shared" / "killed-weights"  # search.artifacts_dir: where every worker keeps weights
     spec = make_spec(name="killed", measure=FAST["measure"], finetune={"steps": 40},
-                     search={"n_trials": 6, "sampler": "random", "seed_trials": [], "heartbeat_s": 1, "grace_s": 3,
+                     search={"n_trials": 4, "sampler": "random", "seed_trials": [], "heartbeat_s": 1, "grace_s": 3,
                              "keep_weights": "all", "artifacts_dir": str(shared)})
     url = f"sqlite:///{session_cwd / 'killed.db'}"
     proc = spawn("run", str(write_spec(spec, session_cwd)), "--workers", "2", "--storage", url)
@@ -172,7 +172,7 @@ def test_a_worker_killed_mid_trial_fails_its_trial_and_another_worker_reruns_the
     assert all(t.state.is_finished() for t in trials), "nothing left running or queued"
     assert done_before <= {t.number for t in trials if t.state == TrialState.COMPLETE}, "finished trials kept"
     counted = [t for t in trials if counts_as_result(t)]
-    assert len(counted) == 6 and len({tuple(sorted(t.params.items())) for t in counted}) == 6, "no plan twice"
+    assert len(counted) == 4 and len({tuple(sorted(t.params.items())) for t in counted}) == 4, "no plan twice"
     assert f"trial {victim.number:>3}  FAIL: {WORKER_DIED}; its plan runs again" in err, "the parent reported it"
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert all((shared / f"trial-{t.number:05d}" / "weights.pt").is_file() for t in complete)
