@@ -167,3 +167,11 @@ def test_runtime_combinations_that_cannot_run_are_spec_errors():
         parse_spec({"measure": {"runtime": "onnxruntime", "dtype": "bfloat16"}}, source="t")
     assert parse_spec({"measure": {"runtime": "eager", "dtype": "bfloat16", "channels_last": True}},
                       source="t").measure.channels_last
+
+
+def test_model_kwargs_take_lists_for_per_stage_shapes_and_refuse_nested_tables():
+    spec = parse_spec({"model": {"arch": "swin_t", "kwargs": {"patch_size": 2, "depths": [2, 2],
+                                                                "num_heads": [3, 6]}}}, source="test")
+    assert spec.model.kwargs["depths"] == [2, 2]
+    with pytest.raises(SpecError, match=r"model\.kwargs\.depths"):
+        parse_spec({"model": {"arch": "swin_t", "kwargs": {"depths": {"a": 1}}}}, source="test")

@@ -58,7 +58,8 @@ class SparsityTrainingSpec(_Section):
 
 class ModelSpec(_Section):
     arch: str = "resnet18"
-    kwargs: dict[str, int | float | bool | str] = {}  # to the builder: e.g. a ViT's image_size, patch_size, num_heads
+    # to the builder: a ViT's image_size, patch_size, num_heads; a Swin's depths and num_heads per stage (lists)
+    kwargs: dict[str, int | float | bool | str | list[int | float]] = {}
     checkpoint: Path | None = None
     pretrain: PretrainSpec = PretrainSpec()
     sparsity_training: SparsityTrainingSpec | None = None  # null: the dense model as it is

@@ -167,6 +167,21 @@ def test_same_spec_and_seed_propose_the_same_plans(session_cwd, sampler):
 
 
 @pytest.mark.slow
+def test_a_study_measured_in_onnx_runtime_times_both_models_there(session_cwd):
+    pytest.importorskip("onnxruntime")
+    spec = make_spec(name="ort", storage=f"sqlite:///{session_cwd / 'ort.db'}", measure={**FAST["measure"],
+                     "runtime": "onnxruntime"}, search={"n_trials": 2, "seed_trials": ["dense", "uniform"]})
+    study = run_study(spec, **QUIET)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 2
+    for t in done:  # the dense reference and the plan both ran in ONNX Runtime, exported before any timed pass
+        record = TrialRecord.of(t)
+        assert record.latency_runtime.startswith("onnxruntime") and "CPUExecutionProvider" in record.latency_runtime
+        assert record.runtime_prepare_s > 0 and record.speedup > 0
+    assert TrialRecord.of(done[1]).speedup > 1.2, "the uniform plan is faster than dense in ONNX Runtime too"
+
+
+@pytest.mark.slow
 def test_a_distilled_study_runs_end_to_end_and_says_so(session_cwd):
     from moprune.report.data import report_data
 
