@@ -204,6 +204,9 @@ def run_event_timing(device) -> Check:
     from moprune.measure.timers import CudaTimer
 
     a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):  # cuBLAS's first call picks its kernel: not what is compared
+        a @ a
+    torch.cuda.synchronize(device)
     return check_event_timing(lambda: a @ a, CudaTimer(device), lambda: torch.cuda.synchronize(device))
 
 
@@ -263,22 +266,24 @@ def run_energy_checks(device) -> list[Check]:
     if gpu is None or not gpu.has_energy_counter():
         return [Check("nvml period", SKIP, "no NVML energy counter on this device")]
     counter = NvmlCounterMeter(gpu)
-    counter.measure_update_period()
-    checks = [period_verdict(counter.update_period_s, counter.period_measured)]
     dense, pruned, _ = _pruned_resnet(device)
     x = torch.randn(256, 3, 32, 32, device=device)
     window_s = 5.0
-
-    def start_load() -> Callable[[], None]:  # passes queued for the window and three counter periods, not waited on
+    with torch.no_grad():
         timer = CudaTimer(device)
         pass_ms = statistics.median(_timed(timer, lambda: dense(x)) for _ in range(5))
-        for _ in range(math.ceil((window_s + 3 * counter.update_period_s) * 1e3 / pass_ms)):
-            dense(x)
-        return lambda: torch.cuda.synchronize(device)
 
-    with torch.no_grad():
-        checks.append(counter_vs_samples(start_load, counter, NvmlSampledMeter(gpu, sample_ms=10.0),
-                                         window_s=window_s))
+        def queue(seconds: float) -> Callable[[], None]:  # passes queued for ``seconds`` of GPU time, not waited on
+            for _ in range(math.ceil(seconds * 1e3 / pass_ms)):
+                dense(x)
+            return lambda: torch.cuda.synchronize(device)
+
+        wait = queue(3.0)  # some counters stand still on an idle GPU: time their updates under load
+        counter.measure_update_period()
+        wait()
+        checks = [period_verdict(counter.update_period_s, counter.period_measured)]
+        checks.append(counter_vs_samples(lambda: queue(window_s + 3 * counter.update_period_s), counter,
+                                         NvmlSampledMeter(gpu, sample_ms=10.0), window_s=window_s))
     spec = parse_spec({"device": str(device), "measure": {"batch_size": 256, "cuda_graph": True}}, source="gpu_check")
     settings = MeasureSettings.from_spec(spec.measure)
     readings = [measure_architecture(pruned, dense, x, settings, device=device, want_energy=True) for _ in range(3)]
@@ -321,6 +326,8 @@ def main() -> int:
         print("no CUDA device: this script checks what only a GPU can show")
         return 2
     device = torch.device(args.device)
+    if device.index is None:  # "cuda": the current device, by number, so "another device" means another GPU
+        device = torch.device("cuda", torch.cuda.current_device())
     out = Path(args.out or tempfile.mkdtemp(prefix="moprune-gpu-"))
     out.mkdir(parents=True, exist_ok=True)
     report = {"device": str(device), "name": torch.cuda.get_device_name(device), "torch": torch.__version__,

@@ -2,6 +2,7 @@
 
 - ``make_spec`` / ``TINY_SPEC``: the tiny 16-px digits study, with nested overrides, validated.
 - ``FAST`` / ``fast_spec`` / ``write_spec`` / ``finish``: studies run in ``moprune run`` subprocesses.
+- ``SMALL_CNN``: a model section for in-process studies that check the search's logic.
 - ``bench_module``: a bench script's module, for tests of its pure helpers.
 - ``toy_front`` / ``OBJECTIVES`` / ``DIRECTIONS``: a hand-made trials frame for the pick rules and weighted scores.
 - ``wait_until`` / ``StoredStudy``: tests that watch another process wait for a state (a trial RUNNING in the
@@ -44,6 +45,10 @@ FAST = {"measure": {"batch_size": 8, "warmup": 1, "repeats": 3, "ci_half_width":
                     "threads": 1},
         "finetune": {"steps": 3}}
 
+# A model section for in-process studies that test the search's logic rather than ResNet-18's arithmetic: a
+# two-group CNN (tests/tiny_models.py) whose trials take a fraction of a second.
+SMALL_CNN = {"arch": "tiny_models:small_cnn", "pretrain": {"epochs": 2, "lr": 0.05, "batch_size": 64}}
+
 # How long a test waits for a state another process reaches: generous, since a loaded 2-core machine (CI, another
 # test run) can make a start-up that takes 5 s take a minute. A test that passes never waits that long.
 STATE_TIMEOUT_S = 240.0
@@ -63,8 +68,9 @@ def make_spec(**overrides):
 
 
 def fast_spec(name: str, *, n_trials: int, **search):
-    return make_spec(name=name, **FAST, search={"n_trials": n_trials, "sampler": "random", "seed_trials": [],
-                                                **search})
+    """Random plans of the small CNN, quickly measured: studies that test how trials are run, stored and shared."""
+    return make_spec(name=name, model=SMALL_CNN, **FAST, search={"n_trials": n_trials, "sampler": "random",
+                                                                 "seed_trials": [], **search})
 
 
 def write_spec(spec, folder: Path) -> Path:

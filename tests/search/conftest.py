@@ -7,10 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from postgres_server import PostgresServer, find_bin_dir
+
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def _default_signals() -> None:
@@ -26,10 +29,12 @@ def spawn(session_cwd):
     the background of a script ignores SIGINT, and an ignored signal is inherited: moprune would never see it).
     """
     started: list[subprocess.Popen] = []
+    # tests/ on the path, as pytest has it: specs may name tests/tiny_models.py's factories (helpers.SMALL_CNN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
     ignored = any(signal.getsignal(sig) is signal.SIG_IGN for sig in (signal.SIGINT, signal.SIGTERM))
 
     def start(*args: str) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "moprune", *args], cwd=session_cwd, text=True,
+        proc = subprocess.Popen([sys.executable, "-m", "moprune", *args], cwd=session_cwd, text=True, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                 preexec_fn=_default_signals if ignored else None)
         started.append(proc)

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers import FAST, fast_spec, make_spec
+from helpers import FAST, SMALL_CNN, fast_spec, make_spec
 from moprune.cli import main
 from moprune.errors import SpecError
 from moprune.pareto import is_feasible
@@ -107,7 +107,8 @@ def spec_file(spec):
 
 @pytest.mark.slow
 def test_resume_continues_to_n_trials_without_duplicates(session_cwd):
-    spec = make_spec(name="resume", storage=f"sqlite:///{session_cwd / 'resume.db'}", search={"n_trials": 3})
+    spec = make_spec(name="resume", storage=f"sqlite:///{session_cwd / 'resume.db'}", model=SMALL_CNN,
+                     search={"n_trials": 3})
     run_study(spec, **QUIET)
     study = run_study(spec, n_trials=5, **QUIET)
     numbers = [t.number for t in study.get_trials()]
@@ -129,7 +130,7 @@ def test_a_changed_spec_cannot_resume_the_study(session_cwd):
 
 @pytest.mark.slow
 def test_a_failing_trial_records_why_and_the_study_goes_on(session_cwd):
-    spec = make_spec(name="nan", storage=f"sqlite:///{session_cwd / 'nan.db'}", search={"n_trials": 2},
+    spec = make_spec(name="nan", storage=f"sqlite:///{session_cwd / 'nan.db'}", model=SMALL_CNN, search={"n_trials": 2},
                      finetune={"steps": 30, "lr": 1e12})
     study = run_study(spec, **QUIET)
     failed = study.get_trials(states=(TrialState.FAIL,))
@@ -156,6 +157,7 @@ def test_same_spec_and_seed_propose_the_same_plans(session_cwd, sampler):
     plans = []
     for i in range(2):
         spec = make_spec(name=f"repro-{sampler}", storage=f"sqlite:///{session_cwd / f'repro-{sampler}{i}.db'}",
+                         model=SMALL_CNN,
                          objectives=["accuracy", "macs"], measure=FAST["measure"],
                          search={"n_trials": 6, "sampler": sampler, "seed_trials": ["dense"],
                                  **({"sampler_options": {"n_startup_trials": 4}} if sampler == "tpe" else {})},
