@@ -183,18 +183,30 @@ def heatmap_figure(d: ReportData) -> go.Figure:
     labels = [f"trial {n}{' (knee)' if n == d.knee else ''} · "
               + " · ".join(format_value(o, front.at[n, o]) for o in d.objectives[:2]) for n in ratios.index]
     dense = [d.dense_channels.get(g) for g in ratios.columns]
-    custom = [[[_int(kept.iat[i, j]), _int(dense[j])] for j in range(ratios.shape[1])] for i in range(len(ratios))]
+    names = list(ratios.columns)
+    custom = [[[_int(kept.iat[i, j]), _int(dense[j]), names[j]] for j in range(ratios.shape[1])]
+              for i in range(len(ratios))]
     small = ratios.shape[1] <= 24 and len(ratios) <= 30
     fig = go.Figure(go.Heatmap(
-        z=ratios.to_numpy(), x=list(ratios.columns), y=labels, customdata=custom, zmin=0.0,
+        z=ratios.to_numpy(), x=short_names(names), y=labels, customdata=custom, zmin=0.0,
         zmax=max(0.8, float(ratios.max().max()) if ratios.size else 0.8), colorscale="Blues",
         colorbar=dict(title=dict(text="pruning ratio")), texttemplate="%{z:.2f}" if small else None,
-        hovertemplate="%{y}<br>group %{x}<br>ratio %{z:.2f}<br>kept %{customdata[0]} of %{customdata[1]} "
-                      "channels<extra></extra>"))
+        hovertemplate="%{y}<br>group %{customdata[2]}<br>ratio %{z:.2f}<br>kept %{customdata[0]} of "
+                      "%{customdata[1]} channels<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title_text=f"Pareto trials, ordered by {first}")
-    fig.update_xaxes(title_text="pruning group (root layer, network order)", tickangle=-40)
+    fig.update_xaxes(title_text="pruning group (root layer, network order)", tickangle=-40, automargin=True)
     fig.update_layout(**BASE_LAYOUT, height=max(360, 34 * len(ratios) + 260))
     return fig
+
+
+def short_names(names: list[str]) -> list[str]:
+    """Group names without the dotted prefix they all share (a ViT's ``encoder.layers.``), so tick labels fit; a
+    name left empty keeps its last part."""
+    parts = [n.split(".") for n in names]
+    common = 0
+    while parts and all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    return [".".join(p[common:]) for p in parts]
 
 
 def _int(value) -> int | str:
@@ -206,7 +218,8 @@ def parallel_figure(d: ReportData) -> go.Figure:
     p = d.parallel.sort_values("status", key=lambda s: s.map(order), kind="stable")
     code = p["status"].map({"infeasible": 0, "dominated": 1, "front": 2}).astype(float)
     groups = [c for c in p.columns if c not in ("number", "status", *d.objectives)]
-    dims = [dict(label=g, values=p[g], range=[0, max(0.8, float(p[g].max()))]) for g in groups]
+    dims = [dict(label=short, values=p[g], range=[0, max(0.8, float(p[g].max()))])
+            for g, short in zip(groups, short_names(groups))]
     dims += [dict(label=axis_title(o), values=p[o], tickformat=".3f" if o == "accuracy" else "~s")
              for o in d.objectives]
     fig = go.Figure(go.Parcoords(

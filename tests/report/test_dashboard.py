@@ -230,3 +230,13 @@ def test_dashboard_pick_marks_the_trial_export_would_take(tiny_study, tmp_path, 
     path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
     assert main(["dashboard", str(path), "--out", str(tmp_path / "r.html"), "--pick", "weighted:speed=1"]) == 2
     assert "'speed' cannot be weighted" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
+
+
+def test_group_labels_drop_the_prefix_every_group_shares_and_cnn_names_stay_whole():
+    from moprune.report.figures import short_names
+
+    vit = ["encoder.layers.encoder_layer_0.self_attention", "encoder.layers.encoder_layer_0.mlp",
+           "encoder.layers.encoder_layer_1.mlp"]
+    assert short_names(vit) == ["encoder_layer_0.self_attention", "encoder_layer_0.mlp", "encoder_layer_1.mlp"]
+    assert short_names(["conv1", "layer1.0.conv1"]) == ["conv1", "layer1.0.conv1"]
+    assert short_names(["features.1.conv.0", "features.1.conv.0"]) == ["0", "0"], "a name keeps its last part"
