@@ -3,6 +3,7 @@
 - ``make_spec`` / ``TINY_SPEC``: the tiny 16-px digits study, with nested overrides, validated.
 - ``FAST`` / ``fast_spec`` / ``write_spec`` / ``finish``: studies run in ``moprune run`` subprocesses.
 - ``SMALL_CNN``: a model section for in-process studies that check the search's logic.
+- ``assert_replays``: a pruned model's recorded history rebuilds its shapes and outputs on a fresh dense model.
 - ``bench_module``: a bench script's module, for tests of its pure helpers.
 - ``toy_front`` / ``OBJECTIVES`` / ``DIRECTIONS``: a hand-made trials frame for the pick rules and weighted scores.
 - ``wait_until`` / ``StoredStudy``: tests that watch another process wait for a state (a trial RUNNING in the
@@ -206,3 +207,18 @@ def bench_module(name: str):
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     return importlib.import_module(f"bench.{name}")
+
+
+def assert_replays(build: Callable[[], Any], pruned: Any, inputs: Any) -> None:
+    """A fresh ``build()`` replays ``pruned``'s history, through JSON as ``pruning.json`` keeps it, to the same
+    shapes (a strict state-dict load) and the same outputs on ``inputs``."""
+    import json
+
+    import torch
+
+    from moprune.pruning import replay_history
+
+    fresh = build()
+    replay_history(fresh, json.loads(json.dumps(pruned.history)), inputs[:1])
+    fresh.load_state_dict(pruned.model.state_dict())  # strict: every shape matches
+    assert torch.equal(fresh.eval()(inputs), pruned.model(inputs))

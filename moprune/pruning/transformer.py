@@ -179,21 +179,22 @@ def _features(site: Site, units: list[int]) -> list[int]:
 
 def cut(model: nn.Module, site: Site, keep: list[int]) -> None:
     """Keep only heads/neurons ``keep`` (indices into the site as it is now) of ``model``, in place."""
-    drop = _features(site, [u for u in range(site.count) if u not in set(keep)])
-    if not drop:
+    kept = set(keep)
+    dropped = [u for u in range(site.count) if u not in kept]
+    if not dropped:
         return
+    drop = _features(site, dropped)
     for name in site.rows:
         tp.prune_linear_out_channels(model.get_submodule(name), drop)
     for name in site.cols:
         tp.prune_linear_in_channels(model.get_submodule(name), drop)
-    dropped_heads = [u for u in range(site.count) if u not in set(keep)]
     for name in site.head_rows:
-        tp.prune_linear_out_channels(model.get_submodule(name), dropped_heads)
+        tp.prune_linear_out_channels(model.get_submodule(name), dropped)
     for name, dim in site.head_params:
         owner_name, _, attr = name.rpartition(".")
         owner = model.get_submodule(owner_name)
         old = getattr(owner, attr)
-        index = torch.tensor(sorted(keep), device=old.device)
+        index = torch.tensor(sorted(kept), device=old.device)
         setattr(owner, attr, nn.Parameter(old.detach().index_select(dim, index), requires_grad=old.requires_grad))
     if site.heads_attr is not None:  # the head size stays; the count (and total width) are the module's bookkeeping
         attention = model.get_submodule(site.root)

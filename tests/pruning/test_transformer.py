@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 import torchvision
+from helpers import assert_replays
 
 from moprune.measure import count_complexity
 from moprune.pruning import (HeadAttention, apply_plan, discover_groups, find_sites, global_plan, prunable_form,
@@ -161,10 +162,7 @@ def test_hugging_face_vit_layout_prunes_by_head_and_neuron_and_replays():
     attention = pruned.model.get_submodule(groups[0].root)
     assert attention.num_attention_heads == 2 and attention.o_proj.in_features == 2 * attention.head_dim
     assert pruned.model(X).shape == (2, 3)
-    fresh = build()
-    replay_history(fresh, json.loads(json.dumps(pruned.history)), X[:1])
-    fresh.load_state_dict(pruned.model.state_dict())
-    assert torch.equal(fresh(X), pruned.model(X))
+    assert_replays(build, pruned, X)
 
 
 def test_distilbert_layout_prunes_by_head_and_neuron_and_counts_its_attention():
@@ -188,7 +186,4 @@ def test_distilbert_layout_prunes_by_head_and_neuron_and_counts_its_attention():
     assert pruned.model(ids).shape == (2, 2)
     # q·kᵀ and attn·v of two heads of 8 over 12 tokens, and their q/k/v/out rows and columns, are gone
     assert dense.macs - count_complexity(pruned.model, ids).macs >= 2 * 2 * 12 * 12 * 8 + 12 * 4 * 32 * 16
-    fresh = build()
-    replay_history(fresh, json.loads(json.dumps(pruned.history)), ids[:1])
-    fresh.load_state_dict(pruned.model.state_dict())
-    assert torch.equal(fresh(ids), pruned.model(ids))
+    assert_replays(build, pruned, ids)
