@@ -3,8 +3,8 @@
 - ``FakeNvml``: a module object with the pynvml names moprune's adapter calls, reproducing how NVML behaves on a
   Volta-or-newer GPU (total-energy counter that moves in 100 ms steps), a pre-Volta GPU (counter NotSupported,
   power readable), a board that supports neither, and a machine without the library.
-- ``FakePowercap``: a directory laid out as /sys/class/powercap, its counters advanced by a thread from a power
-  function, wrapping at max_energy_range_uj as the real files do.
+- ``FakePowercap``: a directory laid out as /sys/class/powercap whose counters, like the kernel's, are computed when
+  read (from an energy function of real time), wrapping at max_energy_range_uj as the real files do.
 - ``FakeProc``: /proc/stat and /proc/self/stat files whose tick counters a test advances.
 
 Power is a function of real time, so the meters under test run their own timing code unchanged.
@@ -12,8 +12,6 @@ Power is a function of real time, so the meters under test run their own timing 
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 import types
@@ -178,22 +176,28 @@ class FakeNvml(types.ModuleType):
 
 
 class FakePowercap:
-    """A powercap tree: package-0 and package-1 (counted), a psys zone and a dram sub-zone (not counted)."""
+    """A powercap tree: package-0 and package-1 (counted), a psys zone and a dram sub-zone (not counted).
 
-    def __init__(self, root: Path, *, watts: float | Callable[[], float] = 40.0,
-                 max_energy_range_uj: int = 262_143_328_850, start_uj: int = 0, period_s: float = 0.001):
+    Entered, its package counters are what the kernel's are: computed when a reader reads ``energy_uj`` (the kernel
+    reads the MSR then), from ``joules(t)``, the energy drawn since ``t0`` at ``perf_counter`` time ``t``, split
+    evenly between the packages and wrapped past ``max_energy_range_uj``. No writer thread, so a reading never lags
+    real time, however busy the machine. Not entered, the counters stay where ``write`` puts them.
+    """
+
+    def __init__(self, root: Path, *, watts: float = 40.0, joules: Callable[[float], float] | None = None,
+                 max_energy_range_uj: int = 262_143_328_850, start_uj: int = 0):
         self.root = root
-        self.power = watts if callable(watts) else (lambda w=watts: w)
         self.max_range = max_energy_range_uj
-        self.period_s = period_s
+        self.start_uj = start_uj
+        self.t0 = time.perf_counter()
+        self.joules = joules if joules is not None else (lambda t, w=watts: w * (t - self.t0))
         self.packages = [root / "intel-rapl:0", root / "intel-rapl:1"]
         for i, path in enumerate(self.packages):
             self._zone(path, f"package-{i}", start_uj)
         self._zone(root / "intel-rapl:0:0", "dram", start_uj)
         self._zone(root / "intel-rapl:2", "psys", start_uj)
-        self._energy_uj = [float(start_uj)] * 2
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._counters = {path / "energy_uj": i for i, path in enumerate(self.packages)}
+        self._read_text: Callable[..., str] | None = None
 
     def _zone(self, path: Path, name: str, start_uj: int) -> None:
         path.mkdir(parents=True, exist_ok=True)
@@ -202,34 +206,29 @@ class FakePowercap:
         (path / "energy_uj").write_text(f"{start_uj}\n")
 
     def write(self, package: int, value_uj: int) -> None:
-        tmp = self.packages[package] / "energy_uj.tmp"
-        tmp.write_text(f"{value_uj}\n")
-        os.replace(tmp, self.packages[package] / "energy_uj")  # readers never see a half-written file
+        (self.packages[package] / "energy_uj").write_text(f"{value_uj}\n")
 
-    def _run(self) -> None:
-        last = time.perf_counter()
-        while not self._stop.wait(self.period_s):
-            now = time.perf_counter()
-            watts = self.power()
-            for i in range(2):  # each package draws half the power
-                self._energy_uj[i] = (self._energy_uj[i] + watts / 2 * (now - last) * 1e6) % (self.max_range + 1)
-                self.write(i, int(self._energy_uj[i]))
-            last = now
+    def counter_uj(self, package: int) -> int:
+        """Package ``package``'s counter now: half of the energy since t0, on top of ``start_uj``, wrapped."""
+        del package  # the packages draw the same
+        uj = self.start_uj + self.joules(time.perf_counter()) / 2 * 1e6
+        return int(uj) % (self.max_range + 1)
 
     def __enter__(self) -> FakePowercap:
-        # The writer thread must get the GIL about every period_s; at Python's default 5 ms switch interval a busy
-        # reader holds it for several periods and the files lag real time by up to 5 ms at each end of a window.
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch_interval, self.period_s / 5))
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        original = self._read_text = Path.read_text
+        counters = self._counters
+
+        def read_text(path: Path, *args: object, **kwargs: object) -> str:
+            package = counters.get(Path(path))
+            return f"{self.counter_uj(package)}\n" if package is not None else original(path, *args, **kwargs)
+
+        Path.read_text = read_text  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        sys.setswitchinterval(self._switch_interval)
+        if self._read_text is not None:
+            Path.read_text = self._read_text  # type: ignore[method-assign]
+            self._read_text = None
 
 
 class FakeProc:

@@ -32,22 +32,14 @@ def _net(width: int, seed: int = 0) -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
 
 
-class CpuDrivenPower:
-    """A CPU package drawing 5 W idle plus 20 W per busy core of this process (read from its CPU time)."""
+class CpuDrivenEnergy:
+    """A CPU package drawing 5 W idle plus 20 W per core this process keeps busy (its CPU time)."""
 
     def __init__(self) -> None:
-        self.last: tuple[float, float, float] | None = None
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
 
-    def __call__(self) -> float:
-        # called from the fake counter's own thread, whose CPU is the fake's, not the package's: left out
-        now = (time.perf_counter(), time.process_time(), time.thread_time())
-        if self.last is None:
-            self.last = now
-            return 5.0
-        cpu = (now[1] - self.last[1]) - (now[2] - self.last[2])
-        busy = max(cpu, 0.0) / max(now[0] - self.last[0], 1e-6)
-        self.last = now
-        return 5.0 + 20.0 * busy
+    def __call__(self, t: float) -> float:
+        return 5.0 * (t - self.t0) + 20.0 * (time.process_time() - self.cpu0)
 
 
 @pytest.fixture
@@ -61,7 +53,7 @@ def no_meter(monkeypatch, tmp_path):
 def rapl(monkeypatch, tmp_path):
     """A RAPL package meter under a stand-in /sys/class/powercap whose power follows this process's CPU use."""
     monkeypatch.setattr(energy_module, "_METERS", {})
-    with FakePowercap(tmp_path / "powercap", watts=CpuDrivenPower()) as cap:
+    with FakePowercap(tmp_path / "powercap", joules=CpuDrivenEnergy()) as cap:
         monkeypatch.setattr("moprune.measure.rapl.POWERCAP", cap.root)
         yield cap
 
@@ -157,8 +149,13 @@ def test_threads_from_the_spec_are_set_and_recorded(no_meter):
 
 
 def test_energy_on_a_device_with_a_meter_is_measured_and_recorded(rapl):
-    m = measure_architecture(_net(8), _net(32), torch.randn(16, 3, 24, 24), FAST, device=torch.device("cpu"),
-                             want_energy=True, cache=None)
+    # one thread: the stand-in's energy follows CPU time, and idle OpenMP threads spin for CPU time on a busy machine
+    before = torch.get_num_threads()
+    try:
+        m = measure_architecture(_net(8), _net(32), torch.randn(16, 3, 24, 24), dataclasses.replace(FAST, threads=1),
+                                 device=torch.device("cpu"), want_energy=True, cache=None)
+    finally:
+        torch.set_num_threads(before)
     attrs = TrialRecord.measured(m).attrs()
     assert attrs["energy_method"] == "rapl"
     assert attrs["energy_mj"] > 0

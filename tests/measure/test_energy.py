@@ -49,13 +49,13 @@ def test_sampled_meter_energy_per_pass_subtracts_idle():
 
 def test_rapl_energy_per_pass_subtracts_idle(tmp_path):
     trace = PowerTrace(IDLE_W)
-    with FakePowercap(tmp_path, watts=trace.now_w) as cap:
+    with FakePowercap(tmp_path, joules=trace.energy_j) as cap:
         before = trace.busy_energy_j(IDLE_W)
         result = measure_energy(fake_work(trace, busy_w=BUSY_W, idle_w=IDLE_W, seconds=PASS_S),
                                 RaplMeter.open(cap.root), window_s=0.5, pass_ms=PASS_S * 1e3, sync=lambda: None,
-                                idle_s=0.4)  # long enough that a late tick of the stand-in's writer thread is <5%
+                                idle_s=0.4)
     assert result.method == "rapl"
-    assert result.idle_power_w == pytest.approx(IDLE_W, rel=0.05)
+    assert result.idle_power_w == pytest.approx(IDLE_W, rel=0.01)
     assert result.energy_mj == pytest.approx(_per_pass_truth(trace, before, result.passes), rel=0.15)
 
 

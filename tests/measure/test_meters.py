@@ -61,7 +61,7 @@ def _nvml_sampled() -> Iterator[MeterCase]:
 
 def _rapl(tmp_path) -> Iterator[MeterCase]:
     with FakePowercap(tmp_path / "powercap", watts=40.0) as cap:
-        yield MeterCase(RaplMeter.open(cap.root), 40.0 * 1e3, 0.08, _window)
+        yield MeterCase(RaplMeter.open(cap.root), 40.0 * 1e3, 0.01, _window)
 
 
 def _real_nvml() -> Iterator[MeterCase]:
