@@ -173,5 +173,7 @@ def test_model_kwargs_take_lists_for_per_stage_shapes_and_refuse_nested_tables()
     spec = parse_spec({"model": {"arch": "swin_t", "kwargs": {"patch_size": 2, "depths": [2, 2],
                                                                 "num_heads": [3, 6]}}}, source="test")
     assert spec.model.kwargs["depths"] == [2, 2]
-    with pytest.raises(SpecError, match=r"model\.kwargs\.depths"):
-        parse_spec({"model": {"arch": "swin_t", "kwargs": {"depths": {"a": 1}}}}, source="test")
+    for bad in ({"a": 1}, [1, "x"], [True]):
+        with pytest.raises(SpecError, match=r"model\.kwargs: 'depths' is .*a number, a string, a boolean or a list "
+                                            r"of numbers"):
+            parse_spec({"model": {"arch": "swin_t", "kwargs": {"depths": bad}}}, source="test")

@@ -64,6 +64,20 @@ class ModelSpec(_Section):
     pretrain: PretrainSpec = PretrainSpec()
     sparsity_training: SparsityTrainingSpec | None = None  # null: the dense model as it is
 
+    @field_validator("kwargs", mode="before")
+    @classmethod
+    def _plain_kwargs(cls, kwargs: object) -> object:
+        """Name the key and what it may be, rather than pydantic's first union branch ("valid integer")."""
+        if isinstance(kwargs, dict):
+            for key, value in kwargs.items():
+                scalar = isinstance(value, (int, float, bool, str))
+                numbers = isinstance(value, list) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+                if not (scalar or numbers):
+                    raise ValueError(f"{key!r} is {value!r}; a builder argument is a number, a string, "
+                                     "a boolean or a list of numbers (e.g. depths: [2, 2, 6, 2])")
+        return kwargs
+
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, arch: str) -> str:
