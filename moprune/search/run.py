@@ -85,7 +85,8 @@ def _run_study(spec: StudySpec, *, storage: str | None, n_trials: int | None, ti
     try:
         if spec.search.screen.plans > 0 and worker is None:
             run_screened(study, ctx, store, target=target, run_until=run_until,
-                         sampler=make_sampler(spec, seed=session_seed(spec.seed, done, 1)))
+                         sampler=make_sampler(spec, seed=session_seed(spec.seed, done, 1)),
+                         baseline_latency_ms=baseline.latency_ms)
         else:
             run_until(target)
     finally:

@@ -56,10 +56,12 @@ def screen_directions(spec: StudySpec) -> list[str]:
 class ScreenObjective:
     """One screened plan: prune, count, latency (predicted or quick paired), proxy; values in ``screen_objectives``."""
 
-    def __init__(self, ctx: StudyContext):
+    def __init__(self, ctx: StudyContext, baseline_latency_ms: float | None = None):
         self.ctx = ctx
         self.objectives = screen_objectives(ctx.spec)
         self.latency_model: LatencyModel | None = None  # set by run_screened before each round
+        # the study's dense latency: a timed plan's latency is it over the paired speedup, as a fine-tuned trial's
+        self.baseline_latency_ms = baseline_latency_ms
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         ctx, s = self.ctx, self.ctx.spec
@@ -82,9 +84,13 @@ class ScreenObjective:
             measured[PREDICTED] = predicted
             record = dataclasses.replace(record, latency_predicted_ms=predicted)
         elif "latency_ms" in self.objectives:
-            arch = ctx.measure(pruned.model, energy=False, screen=True)
-            measured["latency_ms"] = arch.latency.candidate.median_ms
-            record = TrialRecord.merged(record, TrialRecord.measured(arch).values_only())
+            # paired like a fine-tuned trial's (dense latency over the speedup): screened plans are timed minutes
+            # apart, and a plan's own median moves with the clocks and the load between them, the ratio does not
+            timed = TrialRecord.measured(ctx.measure(pruned.model, energy=False, screen=True),
+                                         self.baseline_latency_ms)
+            assert timed.latency_ms is not None
+            measured["latency_ms"] = timed.latency_ms
+            record = TrialRecord.merged(record, timed.values_only())
         proxy = ctx.proxy(pruned.model, finetune_seed(s.seed, trial.number))
         measured[PROXY_NAME] = proxy.accuracy
         # written once, at the end: each attr is a storage write, and a screened plan should cost little more than
@@ -237,12 +243,14 @@ class _Recorded:
 
 
 def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storages.BaseStorage, *, target: int,
-                 run_until: Callable[[int], None], sampler: optuna.samplers.BaseSampler) -> None:
+                 run_until: Callable[[int], None], sampler: optuna.samplers.BaseSampler,
+                 baseline_latency_ms: float | None = None) -> None:
     """Fine-tune until ``target`` trials count: the starting plans, then screen -> promote -> fine-tune rounds.
 
     ``run_until(n)`` runs fine-tuned trials (queued ones first) until ``n`` count. When the screen has nothing new
     to promote (every screened plan promoted, or the screening budget spent and promoted), the spec's sampler
-    proposes the remaining fine-tuned trials as without screening.
+    proposes the remaining fine-tuned trials as without screening. ``baseline_latency_ms`` (the study's dense
+    latency) turns the paired speedup of a plan the screen times (``screen.latency: measure``) into its latency.
     """
     from .loop import finished_count
 
@@ -254,7 +262,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
         log.info("queued %d sweep plans to be screened first", queue_sweeps(screened, ctx))
     remaining = target - finished_count(study)
     per_round, promote_n = round_sizes(s.plans, s.rounds, remaining)
-    scorer = ScreenObjective(ctx)
+    scorer = ScreenObjective(ctx, baseline_latency_ms)
     objective = _Recorded(scorer)
     calibration = LatencyCalibration(ctx) if PREDICTED in scorer.objectives else None
     proxies = ProxyCalibration(ctx)

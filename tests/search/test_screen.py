@@ -6,8 +6,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers import make_spec
-from moprune.record import TrialRecord
+from helpers import fast_spec, make_spec
+from moprune.record import TrialRecord, baseline_of
 from moprune.search import finished_count, run_study
 from moprune.search.screen import SCREEN_SUFFIX, promote, screen_objectives
 
@@ -60,6 +60,23 @@ def test_the_screen_times_plans_itself_only_when_asked():
     measured = make_spec(objectives=["accuracy", "energy_mj", "latency_ms"],
                          search={"screen": {"plans": 4, "latency": "measure"}})
     assert screen_objectives(measured) == ["accuracy_proxy", "latency_ms"], "energy is screened by its latency"
+
+
+def test_a_plan_the_screen_times_reads_the_dense_latency_over_its_paired_speedup(session_cwd):
+    spec = fast_spec("screen-timed", n_trials=3, seed_trials=["dense"],
+                     screen={"plans": 4, "rounds": 1, "batches": 1, "sweep": 0, "latency": "measure"})
+    spec = spec.model_copy(update={"storage": f"sqlite:///{session_cwd / 'screen-timed.db'}"})
+    study = run_study(spec, progress=False)
+    dense = baseline_of(study).latency_ms
+    screened = optuna.load_study(study_name="screen-timed" + SCREEN_SUFFIX, storage=spec.storage)
+    timed = [t for t in screened.get_trials(states=(TrialState.COMPLETE,))]
+    assert len(timed) == 4
+    for t in timed:
+        record = TrialRecord.of(t)
+        assert record.latency_screen is not None and record.speedup is not None  # (a dense shape reuses the baseline's)
+        # like a fine-tuned trial's: the paired ratio, not the plan's own median (kept as latency_ms_rounds)
+        assert t.values[1] == record.latency_ms == pytest.approx(dense / record.speedup)
+        assert record.latency_ms_rounds is not None
 
 
 def test_promotion_takes_the_first_pareto_rank_first():
