@@ -3,7 +3,6 @@ hypervolume on re-evaluated rows, rank correlation, fresh seeds."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from helpers import bench_module
@@ -82,3 +81,15 @@ def test_bench_models_have_groups_for_an_allocation_to_exploit(task, px, groups)
     assert tasks.task_spec(task)["data"]["image_size"] == px
     pruned = apply_plan(model, {g.root: 0.5 for g in found}, x).model
     assert pruned(x).shape == (1, 10)
+
+
+def test_a_run_is_scored_on_its_front_timed_again_not_on_the_searchs_own_timing():
+    baseline = {"accuracy": 0.9, "latency_ms": 10.0, "macs": 100.0}
+    lucky = {"accuracy": 0.9, "macs": 40.0, "speedup_search": 4.0, "channels": '{"a": 4}'}  # read 4x in its study
+    run = {"baseline": baseline, "drop": 0.05, "candidates": [lucky]}
+    scored = sq.score_run(run, {'{"a": 4}': 2.0})  # 2x when every method's front is timed together
+    assert scored["candidates"][0]["speedup"] == 2.0 and scored["candidates"][0]["latency_ms"] == 5.0
+    assert scored["hv"] == sq.front_hypervolume([{"accuracy": 0.9, "latency_ms": 5.0}], "latency_ms", baseline, 0.05)
+    assert scored["hv_search_timing"] == sq.front_hypervolume([{"accuracy": 0.9, "latency_ms": 2.5}], "latency_ms",
+                                                              baseline, 0.05) > scored["hv"]
+    assert scored["fastest_feasible"] == 2.0 and scored["best_accuracy_at_3x"] is None

@@ -156,7 +156,7 @@ def _spread_by_rank(trials: list[optuna.trial.FrozenTrial], directions: list[str
         return []
     ranks = pareto_ranks([t.values[:2] for t in trials], directions)
     chosen: list[optuna.trial.FrozenTrial] = []
-    for rank in sorted(set(int(r) for r in ranks)):
+    for rank in sorted({int(r) for r in ranks}):
         members = sorted((t for t, r in zip(trials, ranks) if r == rank), key=lambda t: (t.values[1], t.number))
         need = count - len(chosen)
         if len(members) > need:
