@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..torch_state import torch_threads
+from .allocator import steady_cpu_allocator
 from .cache import ArchitectureCache, architecture_signature
 from .device import device_name, driver_version, gpu_conditions, sm_clock_mhz
 from .energy import EnergyMeasurement, energy_meter_for, idle_power, measure_energy
@@ -93,6 +94,8 @@ def measure_architecture(model: nn.Module, reference: nn.Module | None, inputs: 
     """
     if screen:
         want_energy = False
+    if device.type == "cpu":
+        steady_cpu_allocator()  # before the first timing of the process: see moprune.measure.allocator
     if inputs.device != device:
         inputs = inputs.to(device)
     with torch_threads(settings.threads) as threads:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..measure import (ArchitectureCache, ArchitectureMeasurement, Complexity, MeasureSettings, count_complexity,
-                       device_name, measure_architecture, resolve_device)
+                       device_name, measure_architecture, resolve_device, steady_cpu_allocator)
 from ..pruning import (PruneGroup, PrunedModel, PrunePlan, SearchUnit, apply_plan, apply_sparsity, discover_groups,
                        global_plan, mask_holder, nonzero_params, prunable_form, search_units,
                        semi_structured_linears)
@@ -169,6 +169,8 @@ def finetune_seed(study_seed: int, trial_number: int, repeat: int = 0) -> int:
 def prepare_context(spec: StudySpec, *, device: torch.device | None = None) -> StudyContext:
     """Load data and the dense model and discover the search units (pretraining the dense model if needed)."""
     device = device or resolve_device(spec.device)
+    if device.type == "cpu":
+        steady_cpu_allocator()  # before data, pretraining and timing: moprune.measure.allocator says why
     data = load_data(spec.data, seed=spec.seed, device=device)
     dense = load_dense(spec, data, device)
     prunable_form(dense.model)  # attention prunable by head; the dense model measured in the same form as trials
@@ -208,6 +210,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         env["sm_clock_mhz"] = sm_clock_mhz(device)
     else:
         env["latency_timer"] = "perf_counter"
+        env["cpu_allocator"] = steady_cpu_allocator()
         probe = default_probe()
         env["disturbance_check"] = probe.name if probe is not None else None
     try:
