@@ -57,8 +57,8 @@ class Budget:
     proxy: str = "finetune"
     proxy_batches: int = 8
     # the screen's latency: measured (quick paired rounds) or predicted by the study's latency model. Measured, the
-    # screen sees what a model smooth in MACs cannot: timed in one block here, ResNet-8's uniform 0.49 plan (208k
-    # MACs) ran at 1.95x and global pruning's 0.47 plan (210k MACs) at 1.40x (README: "Does the search earn its keep?")
+    # screen sees what a model smooth in MACs cannot: timed in one block here (before the allocator fix), ResNet-8's
+    # uniform 0.49 plan (208k MACs) ran at 1.95x, global pruning's 0.47 plan (210k MACs) at 1.40x (README)
     screen_latency: str = "measure"
     sampler: str = "tpe"
     uniform_count: int = 3  # uniform (and global) starting plans of the searches
