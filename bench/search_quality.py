@@ -166,13 +166,16 @@ class Reevaluator:
         from moprune.measure import measure_architecture
 
         ctx, keys = self.ctx, sorted(k for k in shapes if k not in self.speedups)
+        models = {}
+        for key in keys:  # pruned once, timed every pass
+            pruned = ctx.prune(shapes[key])
+            if json.dumps(pruned.channels, sort_keys=True) != key:
+                raise RuntimeError(f"the plan {shapes[key]} no longer prunes to the channels {key}")
+            models[key] = pruned.model
         readings: dict[str, list[float]] = {k: [] for k in keys}
         for p in range(passes):
             for key in (keys if p % 2 == 0 else keys[::-1]):
-                pruned = ctx.prune(shapes[key])
-                if json.dumps(pruned.channels, sort_keys=True) != key:
-                    raise RuntimeError(f"the plan {shapes[key]} no longer prunes to the channels {key}")
-                arch = measure_architecture(pruned.model, ctx.dense.model, ctx.measure_inputs, ctx.settings,
+                arch = measure_architecture(models[key], ctx.dense.model, ctx.measure_inputs, ctx.settings,
                                             device=ctx.device, want_energy=False, cache=None)
                 readings[key].append(arch.latency.speedup)
         self.speedups.update({k: statistics.median(v) for k, v in readings.items()})
