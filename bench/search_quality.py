@@ -51,9 +51,9 @@ class Budget:
     """The screen method's budget (which sets everyone's wall-clock) and the searches' shared settings."""
 
     n_trials: int = 16  # fine-tuned trials of the screen method
-    plans: int = 120  # plans it screens
+    plans: int = 64  # plans it screens
     rounds: int = 4
-    sweep: int = 16  # levels of the uniform and of the global sweep screened first (out of `plans`)
+    sweep: int = 8  # levels of the uniform and of the global sweep screened first (out of `plans`)
     proxy: str = "finetune"
     proxy_batches: int = 8
     # the screen's latency: measured (quick paired rounds) or predicted by the study's latency model. Measured, the
@@ -66,9 +66,10 @@ class Budget:
     reeval_seeds: int = 3
     proxy_plans: int = 16  # random plans of the proxy check
     finetune_steps: int | None = None  # the task's own (30) unless set: a longer fine-tune makes screening cheaper
+    allocate: float = 0.5  # share of a round's screened plans proposed by the allocation model (search.screen)
 
 
-QUICK = Budget(n_trials=12, plans=80, rounds=4, sweep=12, reeval_seeds=2, proxy_plans=10)
+QUICK = Budget(n_trials=10, plans=40, rounds=4, sweep=5, reeval_seeds=2, proxy_plans=6)
 
 
 def method_spec(task: str, method: str, *, seed: int, storage: str, dense_macs: int, budget: Budget,
@@ -90,7 +91,7 @@ def method_spec(task: str, method: str, *, seed: int, storage: str, dense_macs: 
                       n_trials=budget.n_trials,
                       screen={"plans": budget.plans, "rounds": budget.rounds, "proxy": budget.proxy,
                               "batches": budget.proxy_batches, "sweep": budget.sweep,
-                                "latency": budget.screen_latency})
+                              "latency": budget.screen_latency, "allocate": budget.allocate})
     else:
         raise ValueError(f"unknown method {method!r}")
     spec["search"] = search
@@ -324,6 +325,8 @@ def run_task(task: str, seeds: list[int], budget: Budget, workdir: Path, log) ->
         spec = parse_spec({**task_spec(task, finetune_steps=budget.finetune_steps), "name": f"ctx-{task}", "seed": seed, "storage": "sqlite:///:memory:"})
         ctx = prepare_context(spec)  # pretrains (and caches) the seed's dense model before any method's clock
         dense_macs = count_complexity(ctx.dense.model, ctx.trace_inputs).macs
+        if proxy is None and budget.proxy_plans == 0:
+            proxy = {"plans": 0, "rows": [], "spearman": {m: None for m in ("adaptive_bn", "finetune", "none")}}
         if proxy is None:
             proxy = proxy_check(ctx, plans=budget.proxy_plans, budget=budget, seed=seed,
                                 cap_macs=int(dense_macs * MAX_MACS_SHARE))
@@ -367,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
     parser.add_argument("--seeds", type=int, default=3, help="bench seeds 0..S-1 (default 3)")
     parser.add_argument("--quick", action="store_true",
-                        help="one seed and smaller budgets (12 fine-tuned, 80 screened)")
+                        help="one seed and smaller budgets (10 fine-tuned, 40 screened, 6 plans in the proxy check)")
     parser.add_argument("--proxy", choices=("adaptive_bn", "finetune", "none"), default=None,
                         help="the screen's proxy (default finetune)")
     parser.add_argument("--screen-latency", choices=("model", "measure"), default=None,
@@ -376,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampler", default=None, help="the searches' sampler (default tpe)")
     parser.add_argument("--finetune-steps", type=int, default=None,
                         help="every fine-tune's steps (default: the task's 30); re-evaluation uses the same")
+    parser.add_argument("--proxy-plans", type=int, default=None,
+                        help="random plans of the proxy check (default 16, 10 with --quick; 0 skips it)")
+    parser.add_argument("--budget", default=None,
+                        help="the screen's budget as key=value pairs, e.g. n_trials=20,plans=40,allocate=0.5")
     parser.add_argument("--json", dest="json_path", default=None, help="write the numbers to this JSON file")
     parser.add_argument("--workdir", default=None, help="studies and the dense-model cache (default: a temporary "
                                                         "directory, removed at the end)")
@@ -389,6 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("proxy", args.proxy), ("sampler", args.sampler),
                                    ("finetune_steps", args.finetune_steps),
                                    ("screen_latency", args.screen_latency)) if v}
+    if args.proxy_plans is not None:
+        overrides["proxy_plans"] = args.proxy_plans
+    for pair in filter(None, (args.budget or "").split(",")):
+        key, _, value = pair.partition("=")
+        field_type = type(getattr(Budget(), key.strip(), None))
+        if key.strip() not in Budget.__dataclass_fields__ or field_type in (type(None),):
+            parser.error(f"--budget: unknown key {key.strip()!r}; one of {', '.join(Budget.__dataclass_fields__)}")
+        overrides[key.strip()] = field_type(value) if field_type is not str else value
     if overrides:
         budget = Budget(**{**asdict(budget), **overrides})
     json_path = Path(args.json_path).resolve() if args.json_path else None

@@ -93,6 +93,9 @@ class TrialRecord:
     start: str | None = None  # a starting plan: "dense", "uniform 0.40", "global 0.40", "sensitivity 0.40"; on a
     # screened plan (and the trial it was promoted to), the sweep level it was screened as
     fixed_plan: dict[str, float] | None = None  # the exact plan of a starting trial its parameters only approximate
+    # what proposed a screened plan (and the trial it was promoted to): "allocation" (the screen's additive model,
+    # moprune.search.allocate) or "neighbour" (of a fine-tuned front plan); None: a sweep level or the sampler
+    proposer: str | None = None
     finetune_seed: int | None = None
     rejected: bool | None = None  # over a hard budget: never fine-tuned
     timings_s: dict[str, float] | None = None  # prune / measure / finetune / evaluate
@@ -225,7 +228,8 @@ def origin(trial: FrozenTrial) -> str:
     """Where a fine-tuned trial's plan came from: a starting plan, the screen, or the sampler."""
     record = TrialRecord.of(trial)
     if record.screen_trial is not None:  # a sweep plan the screen promoted keeps its name: "screened #3: uniform 0.55"
-        return f"screened #{record.screen_trial}" + (f": {record.start}" if record.start else "")
+        label = record.start or record.proposer
+        return f"screened #{record.screen_trial}" + (f": {label}" if label else "")
     if record.start:
         return f"start: {record.start}"
     return "sampler"
@@ -235,7 +239,7 @@ def requeued(trial: FrozenTrial) -> TrialRecord:
     """What the re-run of an interrupted ``trial`` carries over: where its plan came from, and the plan."""
     record = TrialRecord.of(trial)
     return TrialRecord(retry_of=trial.number, start=record.start, fixed_plan=record.fixed_plan,
-                       screen_trial=record.screen_trial)
+                       screen_trial=record.screen_trial, proposer=record.proposer)
 
 
 def retry_of(trial: FrozenTrial) -> int | None:

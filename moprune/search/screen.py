@@ -6,10 +6,11 @@ is predicted by a model fitted on the plans this study measured precisely (``mop
 refitted every round, stored as ``latency_predicted_ms``), or, with ``screen.latency: measure``, timed with the
 quick screen measurement (``repeats`` paired rounds, no energy): timing cost more than the proxy on small models. Screened plans live in the same storage as a study of their
 own, ``<name>.screen``, whose first objective is ``accuracy_proxy``: its values are never an accuracy, and the
-fine-tuned study holds only fine-tuned trials. Screening runs in rounds: each round screens a batch of plans
-(proposed by the spec's sampler, which learns from the proxies), promotes the best not yet promoted by Pareto rank
-(never a weighted sum), fine-tunes them in the main study, and feeds the fine-tuned front back by queueing
-neighbours of its plans to be screened next.
+fine-tuned study holds only fine-tuned trials. Screening runs in rounds: each round screens a batch of plans,
+promotes the best not yet promoted by Pareto rank (never a weighted sum), and fine-tunes them in the main study.
+A round's plans come first from the allocation model (``moprune.search.allocate``: what each unit's ratio does to
+the proxy and the cost, fitted on every plan screened so far, and the plans that trade them best near the accuracy
+budget), then neighbours of the fine-tuned front's plans, then the spec's sampler, which learns from the proxies.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import dataclasses
 import json
 import logging
 import math
-import random
 import time
 import warnings
 from collections.abc import Callable
@@ -28,12 +28,12 @@ from optuna.trial import TrialState
 
 from ..measure import LatencyModel, cost_features
 from ..pareto import pareto_ranks
-from ..pruning import GLOBAL_PARAM, nearest_params, plan_params, suggest_plan
+from ..pruning import suggest_plan
 from ..record import SCREEN_SUFFIX, TrialRecord
 from ..spec import StudySpec
 from .calibration import LatencyCalibration, ProxyCalibration
 from .context import StudyContext, finetune_seed
-from .study import coarse_to_fine
+from .proposals import feed_back, queue_allocations, queue_sweeps
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     for t in chosen:
         record = TrialRecord.of(t)
         study.enqueue_trial(dict(t.params), user_attrs=TrialRecord(screen_trial=t.number, start=record.start,
-                                                                   fixed_plan=record.fixed_plan).attrs(),
+                                                                   fixed_plan=record.fixed_plan,
+                                                                   proposer=record.proposer).attrs(),
                             skip_if_exists=True)
     return [t.number for t in chosen]
 
@@ -168,57 +169,12 @@ def _spread_by_rank(trials: list[optuna.trial.FrozenTrial], directions: list[str
     return chosen
 
 
-def queue_sweeps(screened: optuna.Study, ctx: StudyContext) -> int:
-    """Queue ``screen.sweep`` levels of each sweep among the study's starting kinds (uniform, global) to be screened
-    first, coarse to fine over the ratio range: the best of what a user would sweep reaches the screened front, so
-    promotion can pick it, and the sampler learns from the sweeps before it proposes anything."""
-    spec = ctx.spec
-    n, r, prune = spec.search.screen.sweep, spec.prune.ratio, spec.prune
-    kinds = [k for k in spec.search.seed_trials if k in ("uniform", "global")]
-    if n < 2 or not kinds:
-        return 0
-    queued = 0
-    for k in coarse_to_fine(n):
-        level = r.low + (r.high - r.low) * k / (n - 1)
-        for kind in kinds:
-            if kind == "uniform":
-                params, record = plan_params(ctx.units, prune, level), TrialRecord(start=f"uniform {level:.2f}")
-            elif level > 0:
-                plan = ctx.global_plan(level)
-                params = nearest_params(ctx.units, prune, level, plan)
-                record = TrialRecord(start=f"global {level:.2f}", fixed_plan=plan)
-            else:
-                continue
-            screened.enqueue_trial(params, user_attrs=record.attrs())
-            queued += 1
-    return queued
 
 
-def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, per_plan: int, seed: int) -> int:
-    """Queue neighbours of the fine-tuned front's plans (each parameter moved by one step, at random) to be screened.
 
-    What the fine-tune found good is searched around next, whatever the proxy thought of its neighbours.
-    """
-    from ..pareto import trials_frame
 
-    frame = trials_frame(study)
-    front = frame[frame["on_front"]]
-    step = spec.prune.ratio.step or 0.05
-    rng = random.Random(seed)
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    queued = 0
-    for number in front["number"]:
-        params = trials[int(number)].params
-        for _ in range(per_plan):
-            moved = {}
-            for name, value in params.items():
-                delta = rng.choice((-step, 0.0, step))
-                low, high = (spec.prune.ratio.low, spec.prune.ratio.high) if name == GLOBAL_PARAM else (
-                    -spec.prune.offset_max, spec.prune.offset_max)
-                moved[name] = round(min(max(value + delta, low), high), 6)
-            screened.enqueue_trial(moved, skip_if_exists=True)
-            queued += 1
-    return queued
+
+
 
 
 def round_sizes(plans: int, rounds: int, fine_tunes: int) -> tuple[int, int]:
@@ -267,6 +223,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
     calibration = LatencyCalibration(ctx) if PREDICTED in scorer.objectives else None
     proxies = ProxyCalibration(ctx)
     feedback_seed = spec.seed
+    floor = proxies.floor(study, screened)  # promotion and the allocation model both aim at it
     while finished_count(study) < target:
         done = len(screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL,
                                                                TrialState.PRUNED)))
@@ -276,20 +233,27 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
             if calibration is not None:
                 scorer.latency_model = calibration.fit(study)
                 latency = "latency model " + (scorer.latency_model.describe() if scorer.latency_model else "-")
+            allocated = sum(1 for t in screened.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                            if TrialRecord.of(t).proposer == "allocation")
             t0 = time.monotonic()
             screened.optimize(objective, n_trials=n, catch=(Exception,))
-            log.info("screened %d plans in %.0f s (%s proxy; %s); %d screened in all", n,
-                     time.monotonic() - t0, s.proxy, latency, done + n)
+            log.info("screened %d plans in %.0f s (%s proxy; %s; %d proposed by the allocation model); %d screened "
+                     "in all", n, time.monotonic() - t0, s.proxy, latency, allocated, done + n)
         chosen = promote(screened, study, min(promote_n, target - finished_count(study)),
-                         floor=proxies.floor(study, screened))
+                         floor=floor)
         if not chosen:
             log.info("nothing new to promote from the screen; the sampler proposes the remaining trials")
             break
         log.info("promoting screened plan(s) %s (Pareto rank on %s)", ", ".join(map(str, chosen)),
                  " x ".join(screen_objectives(spec)[:2]))
         run_until(finished_count(study) + len(chosen))
-        if s.neighbours and done < s.plans:
+        floor = proxies.floor(study, screened)  # refitted with the plans just fine-tuned
+        if done < s.plans:  # what the next round screens first: the allocation model's plans, then neighbours
             feedback_seed += 1
-            feed_back(study, screened, spec, per_plan=s.neighbours, seed=feedback_seed)
+            if s.allocate:
+                queue_allocations(screened, ctx, int(round(per_round * s.allocate)), floor=floor,
+                                  seed=feedback_seed)
+            if s.neighbours:
+                feed_back(study, screened, spec, per_plan=s.neighbours, seed=feedback_seed)
     if finished_count(study) < target:
         run_until(target)

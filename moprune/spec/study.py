@@ -32,6 +32,9 @@ class ScreenSpec(_Section):
     sweep: int = Field(8, ge=0)
     rounds: int = Field(4, ge=1)  # screen -> promote -> fine-tune rounds; the fine-tuned front steers the next
     neighbours: int = Field(2, ge=0)  # per fine-tuned front plan, neighbours queued to be screened next round
+    # share of each round's plans after the first proposed by the additive allocation model fitted on the plans
+    # screened so far (moprune.search.allocate); the sampler proposes the rest. 0: the sampler alone
+    allocate: float = Field(0.5, ge=0.0, le=1.0)
 
 
 SAMPLER_CLASSES = {"nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler", "tpe": "TPESampler", "gp": "GPSampler",

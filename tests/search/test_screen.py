@@ -168,3 +168,34 @@ def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_s
         assert intercept + slope * floor == pytest.approx(budget)
     assert set(calibration.computed) == {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))
                                          if TrialRecord.of(t).screen_trial is None and TrialRecord.of(t).speedup}
+
+
+def test_the_allocation_model_proposes_plans_inside_the_space_and_they_are_screened_for_real(session_cwd):
+    """After the first round, the additive model's plans are queued first; each is pruned, timed and scored like any
+    screened plan, carries who proposed it into the trial it is promoted to, and stores none of its predictions."""
+    spec = fast_spec("screen-allocate", n_trials=5, seed_trials=["dense"],
+                     screen={"plans": 24, "rounds": 2, "batches": 1, "sweep": 0, "latency": "measure",
+                             "allocate": 0.5, "neighbours": 0})
+    spec = spec.model_copy(update={"storage": f"sqlite:///{session_cwd / 'screen-allocate.db'}"})
+    study = run_study(spec, progress=False)
+    screened = optuna.load_study(study_name="screen-allocate" + SCREEN_SUFFIX, storage=spec.storage)
+    trials = screened.get_trials()
+    allocated = [t for t in trials if TrialRecord.of(t).proposer == "allocation"]
+    assert allocated, "the second round starts with the allocation model's plans"
+    first_allocated = min(t.number for t in allocated)
+    assert all(TrialRecord.of(t).proposer != "allocation" for t in trials[:12]), "none before the model is fitted"
+    span, r = spec.prune.offset_max, spec.prune.ratio
+    for t in allocated:
+        record = TrialRecord.of(t)
+        plan = record.fixed_plan
+        assert plan and (t.state == TrialState.WAITING or record.plan == plan), "the exact plan chosen is pruned"
+        assert all(r.low <= v <= r.high for v in plan.values())
+        assert max(plan.values()) - min(plan.values()) <= 2 * span + 1e-9, "within the search space's offsets"
+        if t.state == TrialState.COMPLETE:
+            assert record.accuracy_proxy == t.values[0] and record.speedup is not None, "scored and timed for real"
+        assert not any("predict" in key for key in t.user_attrs), "a prediction is never stored"
+    assert first_allocated == 12, "the second round starts with them, ahead of the sampler's own proposals"
+    for t in study.get_trials():
+        record = TrialRecord.of(t)
+        if record.screen_trial is not None:
+            assert record.proposer == TrialRecord.of(screened.trials[record.screen_trial]).proposer

@@ -1,0 +1,107 @@
+"""What the screen screens next, besides its sampler's proposals: the sweeps, the allocation model's plans, and
+neighbours of the fine-tuned front.
+
+Each is queued in the screen study (``moprune.search.screen``) and carries who proposed it (``TrialRecord.proposer``,
+``start`` for a sweep level), so the report and the bench can tell which proposals reached the front.
+"""
+
+from __future__ import annotations
+
+import random
+
+import optuna
+from optuna.trial import TrialState
+
+from ..pruning import GLOBAL_PARAM, nearest_params, plan_params
+from ..record import TrialRecord
+from ..spec import StudySpec
+from .context import StudyContext
+from .study import coarse_to_fine
+
+
+def queue_sweeps(screened: optuna.Study, ctx: StudyContext) -> int:
+    """Queue ``screen.sweep`` levels of each sweep among the study's starting kinds (uniform, global) to be screened
+    first, coarse to fine over the ratio range: the best of what a user would sweep reaches the screened front, so
+    promotion can pick it, and the sampler learns from the sweeps before it proposes anything."""
+    spec = ctx.spec
+    n, r, prune = spec.search.screen.sweep, spec.prune.ratio, spec.prune
+    kinds = [k for k in spec.search.seed_trials if k in ("uniform", "global")]
+    if n < 2 or not kinds:
+        return 0
+    queued = 0
+    for k in coarse_to_fine(n):
+        level = r.low + (r.high - r.low) * k / (n - 1)
+        for kind in kinds:
+            if kind == "uniform":
+                params, record = plan_params(ctx.units, prune, level), TrialRecord(start=f"uniform {level:.2f}")
+            elif level > 0:
+                plan = ctx.global_plan(level)
+                params = nearest_params(ctx.units, prune, level, plan)
+                record = TrialRecord(start=f"global {level:.2f}", fixed_plan=plan)
+            else:
+                continue
+            screened.enqueue_trial(params, user_attrs=record.attrs())
+            queued += 1
+    return queued
+
+def unit_ratios(ctx: StudyContext, plan: dict[str, float]) -> tuple[float, ...]:
+    """A plan as one ratio per search unit (the mean over the unit's roots: a global-pruning plan may differ)."""
+    return tuple(round(sum(plan.get(root, 0.0) for root in u.roots) / len(u.roots), 6) for u in ctx.units)
+
+def queue_allocations(screened: optuna.Study, ctx: StudyContext, count: int, *, floor: float | None, seed: int
+                      ) -> int:
+    """Queue up to ``count`` plans the additive allocation model (``moprune.search.allocate``) puts on its front
+    near the accuracy budget (``floor``, in proxy units), and a neighbour of each, to be screened next."""
+    import numpy as np
+
+    from .allocate import propose_allocations
+
+    spec = ctx.spec
+    rows, proxies, costs, seen = [], [], [], set()
+    for t in screened.get_trials(deepcopy=False):
+        record = TrialRecord.of(t)
+        plan = record.fixed_plan or record.plan
+        if plan:
+            seen.add(unit_ratios(ctx, plan))
+        if t.state == TrialState.COMPLETE and plan:
+            rows.append(unit_ratios(ctx, plan))
+            proxies.append(t.values[0])
+            costs.append(t.values[1])
+    if not rows or len(screened.directions) < 2:
+        return 0
+    r = spec.prune.ratio
+    step = r.step or 0.05
+    grid = [round(min(r.low + step * k, r.high), 6) for k in range(int(round((r.high - r.low) / step)) + 1)]
+    proposals = propose_allocations(np.array(rows), np.array(proxies), np.array(costs), grid, count=count,
+                                    floor=floor, seen=seen, seed=seed, span=spec.prune.offset_max or None)
+    for a in proposals:
+        plan = {root: ratio for u, ratio in zip(ctx.units, a.ratios) for root in u.roots}
+        params = nearest_params(ctx.units, spec.prune, sum(a.ratios) / len(a.ratios), plan)
+        screened.enqueue_trial(params, user_attrs=TrialRecord(fixed_plan=plan, proposer="allocation").attrs())
+    return len(proposals)
+
+def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, per_plan: int, seed: int) -> int:
+    """Queue neighbours of the fine-tuned front's plans (each parameter moved by one step, at random) to be screened.
+
+    What the fine-tune found good is searched around next, whatever the proxy thought of its neighbours.
+    """
+    from ..pareto import trials_frame
+
+    frame = trials_frame(study)
+    front = frame[frame["on_front"]]
+    step = spec.prune.ratio.step or 0.05
+    rng = random.Random(seed)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    queued = 0
+    for number in front["number"]:
+        params = trials[int(number)].params
+        for _ in range(per_plan):
+            moved = {}
+            for name, value in params.items():
+                delta = rng.choice((-step, 0.0, step))
+                low, high = (spec.prune.ratio.low, spec.prune.ratio.high) if name == GLOBAL_PARAM else (
+                    -spec.prune.offset_max, spec.prune.offset_max)
+                moved[name] = round(min(max(value + delta, low), high), 6)
+            screened.enqueue_trial(moved, user_attrs=TrialRecord(proposer="neighbour").attrs(), skip_if_exists=True)
+            queued += 1
+    return queued

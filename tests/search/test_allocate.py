@@ -1,0 +1,75 @@
+"""The screen's allocation model: an additive fit of proxy and cost per unit, and the plans that trade them best."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+
+from moprune.search.allocate import fit_additive, lagrangian_plans, logit, propose_allocations
+
+
+def test_an_additive_fit_recovers_each_units_curve():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 0.8, size=(40, 3))
+    y = 1.0 + x @ np.array([0.5, -2.0, 0.0]) + (x**2) @ np.array([-3.0, 0.0, 1.0])
+    model = fit_additive(x, y)
+    assert np.allclose(model.predict(x), y, atol=1e-2)
+    assert np.allclose(model.linear, [0.5, -2.0, 0.0], atol=0.05)
+    assert np.allclose(model.quadratic, [-3.0, 0.0, 1.0], atol=0.05)
+    assert model.loo_rmse < 0.01
+
+
+def test_the_lagrangian_plans_are_exactly_the_plans_some_trade_off_prefers():
+    rng = np.random.default_rng(1)
+    gain = -np.cumsum(rng.uniform(0, 1, size=(3, 4)), axis=1)  # pruning more loses more
+    cost = -np.cumsum(rng.uniform(0, 1, size=(3, 4)), axis=1)  # and costs less
+    plans = lagrangian_plans(gain, cost)
+    brute = set()
+    for lam in np.concatenate([[0.0], np.geomspace(1e-3, 1e3, 4000)]):
+        best = max(itertools.product(range(4), repeat=3),
+                   key=lambda p: (sum(gain[u, i] - lam * cost[u, i] for u, i in enumerate(p)), p))
+        brute.add(best)
+    assert set(plans) == brute
+    assert plans[0] == (0, 0, 0), "no trade-off at all prunes nothing that costs accuracy"
+    costs = [sum(cost[u, i] for u, i in enumerate(p)) for p in plans]
+    assert costs == sorted(costs, reverse=True), "from the lightest pruning to the cheapest plan"
+
+
+def test_proposals_prune_the_units_that_buy_cost_cheaply_and_spare_the_dear_ones():
+    # unit 0 costs much and is barely needed; unit 2 costs little and carries the accuracy
+    need = np.array([0.5, 2.0, 8.0])
+    price = np.array([10.0, 4.0, 1.0])
+    rng = random.Random(0)
+    grid = [round(0.1 * k, 6) for k in range(9)]
+    rows = [[rng.choice(grid) for _ in range(3)] for _ in range(40)]
+    x = np.array(rows)
+    proxy = 1 / (1 + np.exp(-(3.0 - (x**2) @ need)))
+    cost = 20.0 - x @ price
+    proposals = propose_allocations(x, proxy, cost, grid, count=6, floor=None, seen=set(), seed=0)
+    assert len(proposals) == 6
+    on_front = proposals[:3]
+    for a in on_front:
+        assert a.ratios[0] >= a.ratios[1] >= a.ratios[2], a
+    assert max(a.ratios[0] for a in on_front) > min(a.ratios[2] for a in on_front)
+    assert len({a.ratios for a in proposals}) == 6, "never the same plan twice"
+
+
+def test_no_proposals_before_there_is_something_per_unit_to_learn():
+    x = np.full((4, 5), 0.5)
+    assert propose_allocations(x, np.full(4, 0.9), np.full(4, 3.0), [0.0, 0.5], count=4, floor=None, seen=set(),
+                               seed=0) == []
+
+
+def test_proposals_stay_near_the_accuracy_budget_and_skip_what_was_screened():
+    rng = random.Random(3)
+    grid = [round(0.1 * k, 6) for k in range(9)]
+    x = np.array([[rng.choice(grid) for _ in range(2)] for _ in range(30)])
+    proxy = 1 / (1 + np.exp(-(4.0 - 6.0 * x.sum(axis=1))))
+    cost = 10.0 - 5.0 * x.sum(axis=1)
+    first = propose_allocations(x, proxy, cost, grid, count=2, floor=0.5, seen=set(), seed=0)
+    assert first and all(a.predicted_proxy >= 0.4 for a in first[:1])
+    again = propose_allocations(x, proxy, cost, grid, count=2, floor=0.5, seen={a.ratios for a in first}, seed=0)
+    assert not {a.ratios for a in first} & {a.ratios for a in again}
+    assert np.all(logit(np.array([0.0, 1.0])) == logit(np.array([0.005, 0.995])))
