@@ -14,7 +14,13 @@ from plotly.subplots import make_subplots
 from ..pareto import objective_names
 from ..record import TrialRecord
 
-SCREEN_COLUMNS = ["number", "proxy", "cost", "promoted_as", "accuracy"]
+SCREEN_COLUMNS = ["number", "proxy", "cost", "proposer", "promoted_as", "accuracy"]
+
+
+def proposer_of(trial: optuna.trial.FrozenTrial) -> str:
+    """Who proposed a screened plan: "sweep" (a uniform or global level), "allocation", "neighbour" or "sampler"."""
+    record = TrialRecord.of(trial)
+    return "sweep" if record.start else (record.proposer or "sampler")
 
 
 def screen_frame(screened: optuna.Study, study: optuna.Study) -> tuple[pd.DataFrame, str]:
@@ -31,7 +37,7 @@ def screen_frame(screened: optuna.Study, study: optuna.Study) -> tuple[pd.DataFr
     for t in screened.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         number, accuracy = became.get(t.number, (None, None))
         rows.append({"number": t.number, "proxy": t.values[0], "cost": t.values[1] if len(t.values) > 1 else None,
-                     "promoted_as": number, "accuracy": accuracy})
+                     "proposer": proposer_of(t), "promoted_as": number, "accuracy": accuracy})
     return pd.DataFrame(rows, columns=SCREEN_COLUMNS), cost
 
 
@@ -51,11 +57,13 @@ def screen_figure(frame: pd.DataFrame, cost: str) -> go.Figure:
     rest, up = frame[frame["promoted_as"].isna()], frame[frame["promoted_as"].notna()]
     fig.add_trace(go.Scatter(x=rest["cost"], y=rest["proxy"], mode="markers", name="screened",
                              marker=dict(color="rgba(120,130,145,0.55)", size=6),
-                             hovertext=[f"screened plan {n}" for n in rest["number"]], hoverinfo="text+x+y"), 1, 1)
+                             hovertext=[f"screened plan {n} ({p})" for n, p in zip(rest["number"], rest["proposer"])],
+                             hoverinfo="text+x+y"), 1, 1)
     fig.add_trace(go.Scatter(x=up["cost"], y=up["proxy"], mode="markers", name="promoted (fine-tuned)",
                              marker=dict(color="#1f63b4", size=10, line=dict(color="white", width=1)),
-                             hovertext=[f"screened plan {n} -> trial {int(m)}" for n, m in
-                                        zip(up["number"], up["promoted_as"])], hoverinfo="text+x+y"), 1, 1)
+                             hovertext=[f"screened plan {n} ({p}) -> trial {int(m)}" for n, p, m in
+                                        zip(up["number"], up["proposer"], up["promoted_as"])],
+                             hoverinfo="text+x+y"), 1, 1)
     fig.add_trace(go.Scatter(x=up["proxy"], y=up["accuracy"], mode="markers", showlegend=False,
                              marker=dict(color="#1f63b4", size=10),
                              hovertext=[f"trial {int(m)}" for m in up["promoted_as"]], hoverinfo="text+x+y"), 1, 2)

@@ -45,13 +45,15 @@ class ScreenStatus:
     proxy_methods: dict[str, int]
     promoted: int  # fine-tuned in the study
     spearman: float | None  # proxy vs accuracy after the fine-tune, over the promoted plans (None below 3)
+    # who proposed the scored plans: sweep, allocation (the screen's model), neighbour, sampler
+    proposers: dict[str, int] = field(default_factory=dict)
 
 
 def screen_status(screened: optuna.Study, study: optuna.Study) -> ScreenStatus:
     """Counts of ``screened`` and the proxy's rank correlation with what the fine-tune of its promoted plans gave."""
     States = optuna.trial.TrialState
     trials = [t for t in screened.get_trials(deepcopy=False) if t.state.is_finished()]  # not the queued ones
-    from .screen import screen_frame, spearman
+    from .screen import proposer_of, screen_frame, spearman
 
     proxies = {t.number: TrialRecord.of(t).proxy_method for t in trials if t.state == States.COMPLETE}
     frame, _ = screen_frame(screened, study)
@@ -61,7 +63,8 @@ def screen_status(screened: optuna.Study, study: optuna.Study) -> ScreenStatus:
     return ScreenStatus(
         plans=len(trials), scored=len(proxies), rejected=sum(t.state == States.PRUNED for t in trials),
         failed=sum(t.state == States.FAIL for t in trials),
-        proxy_methods=dict(Counter(m for m in proxies.values() if m)), promoted=len(promoted), spearman=rho)
+        proxy_methods=dict(Counter(m for m in proxies.values() if m)), promoted=len(promoted), spearman=rho,
+        proposers=dict(Counter(proposer_of(t) for t in trials if t.state == States.COMPLETE)))
 
 
 def _brief(row: pd.Series | None, names: list[str]) -> dict[str, Any] | None:
@@ -173,6 +176,8 @@ def _screen_line(sc: ScreenStatus) -> str:
     methods = ", ".join(sc.proxy_methods) or "no"
     rho = (f"Spearman {sc.spearman:.2f} between proxy and accuracy after the fine-tune over the promoted plans"
            if sc.spearman is not None else "too few promoted plans to rank the proxy")
+    by = ", ".join(f"{n} {kind}" for kind, n in sorted(sc.proposers.items(), key=lambda kv: -kv[1]))
     return (f"screened (never fine-tuned, kept apart in their own study): {sc.plans} plans ({sc.scored} scored by "
-            f"the {methods} proxy, {sc.rejected} over a budget, {sc.failed} failed); {sc.promoted} promoted and "
-            f"fine-tuned here; {rho}")
+            f"the {methods} proxy, {sc.rejected} over a budget, {sc.failed} failed)"
+            + (f"; scored plans proposed by: {by}" if by else "")
+            + f"; {sc.promoted} promoted and fine-tuned here; {rho}")

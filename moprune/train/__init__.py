@@ -4,7 +4,8 @@ pretraining), and the one loop for pretraining and brief fine-tunes, with top-1 
 Knows nothing of pruning or studies.
 """
 
-from .data import FAKE_SIZE, Batch, DataBundle, LoaderSplit, Split, TensorSplit, load_data, stratified_split
+from .data import FAKE_SIZE, Batch, DataBundle, LoaderSplit, Split, TensorSplit, load_data
+from .split import stratified_split
 from .loop import (Distillation, NonFiniteLoss, TrainResult, cosine_lr, distillation_loss, evaluate, make_optimizer,
                    train)
 from .hf import HFClassifier, hf_config_of

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..errors import MopruneError
 from ..spec import TEXT_DATASETS, DataSpec
+from .split import stratified_split
 
 Batch = tuple[Tensor, Tensor]
 FAKE_SIZE = 1024  # images in the `fake` data set (torchvision FakeData), for smoke tests
@@ -118,15 +119,6 @@ class DataBundle:
         if len(x) < batch_size:  # tiny validation sets: repeat to the requested batch size
             x = x.repeat((batch_size + len(x) - 1) // len(x), *[1] * (x.dim() - 1))[:batch_size]
         return x
-
-
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) with each class split by ``val_fraction``; deterministic for a seed."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(labels))
-    train_idx, val_idx = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=labels)
-    return np.sort(train_idx), np.sort(val_idx)
 
 
 def _to_images(x: Tensor, image_size: int) -> Tensor:

@@ -20,6 +20,7 @@ import torch
 
 from ..errors import MopruneError, SpecError
 from ..spec import DataSpec
+from .split import stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,6 @@ def text_tensors(spec: DataSpec, seed: int) -> tuple[tuple[torch.Tensor, torch.T
                                                                                               torch.Tensor], int,
                                                     dict[str, Any]]:
     """(train ids, labels), (val ids, labels), the number of classes, and the text facts the model needs."""
-    from .data import stratified_split
 
     if spec.name == "text":
         texts, labels = read_table(Path(spec.path), spec.text_column, spec.label_column)  # type: ignore[arg-type]

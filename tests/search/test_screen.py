@@ -124,8 +124,10 @@ def test_status_counts_the_screened_plans_apart_and_ranks_the_proxy(screened_stu
     status = study_status(study, spec, screened)
     assert status.screen is not None and status.screen.scored >= 6 and status.screen.promoted >= 1
     assert status.screen.proxy_methods == {"finetune": status.screen.scored}
+    assert sum(status.screen.proposers.values()) == status.screen.scored and status.screen.proposers["sweep"] >= 3
     assert sum(status.states.values()) == len(study.get_trials()), "screened plans are not the study's trials"
     assert "screened (never fine-tuned, kept apart in their own study)" in format_status(status)
+    assert "scored plans proposed by: " in format_status(status)
     assert open_screen_study(make_spec(name="tiny-unscreened", storage=url), url) is None
 
 

@@ -1,0 +1,129 @@
+"""Is there anything for a per-group allocation to find? Random plans of the space against the sweeps, all fine-tuned.
+
+A search over per-group ratios can only beat the uniform and global sweeps on a task where some allocation is
+better than every sweep level. This script asks that before any search runs: it fine-tunes the uniform and the
+global sweep at 12 levels and ``--plans`` random plans of the search space (a global ratio and a per-unit offset in
+``+-prune.offset_max``, as the samplers draw them) inside the task's MACs budget, each on the same ``--seeds`` fine-tune
+seeds, times each paired with the dense model, and prints the hypervolume (accuracy x latency, as
+``bench/search_quality.py`` scores it) of the sweeps' fronts, of the random plans' front, and of all together.
+"all / best sweep" well above 1 says the task has structure to exploit; near 1, no search can beat a sweep.
+The random plans' front is picked from more noisy points than each sweep's, so read small margins as none.
+
+    .venv/bin/python bench/structure.py --task resnet8 [--image-size 8] [--plans 30] [--seeds 2] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.tasks import MAX_MACS_SHARE, TASKS, task_spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="resnet8", choices=sorted(TASKS))
+    parser.add_argument("--image-size", type=int, default=None, help="override the task's image size (px)")
+    parser.add_argument("--plans", type=int, default=30, help="random plans of the space (default 30)")
+    parser.add_argument("--seeds", type=int, default=2, help="fine-tune seeds per plan (default 2)")
+    parser.add_argument("--json", dest="json_path", default=None, help="write every plan's numbers here")
+    parser.add_argument("--workdir", default=None, help="the dense-model cache (default: a temporary directory)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from bench.search_quality import front_hypervolume, spearman
+    from moprune.measure import count_complexity
+    from moprune.search.context import prepare_context
+    from moprune.spec import parse_spec
+    from moprune.train.proxy import proxy_accuracy
+
+    torch.set_num_threads(1)  # as bench/search_quality.py: one thread for training and timing alike
+    raw = task_spec(args.task)
+    if args.image_size:
+        raw["data"] = {**raw["data"], "image_size": args.image_size}
+    json_path = Path(args.json_path).resolve() if args.json_path else None  # before the chdir below
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="moprune-structure-")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(workdir)  # the dense-model cache lands here
+    spec = parse_spec({**raw, "name": f"structure-{args.task}", "seed": 0, "storage": "sqlite:///:memory:"})
+    ctx = prepare_context(spec)
+    dense_macs = count_complexity(ctx.dense.model, ctx.trace_inputs).macs
+    base = ctx.baseline()
+    baseline = {"accuracy": base.accuracy, "latency_ms": base.latency_ms, "macs": base.macs}
+    drop = spec.constraints.max_accuracy_drop
+    seeds = [800_000_000 + s for s in range(1, args.seeds + 1)]
+    print(f"{args.task} at {spec.data.image_size} px: dense accuracy {base.accuracy:.4f}, {base.latency_ms:.2f} ms, "
+          f"{dense_macs / 1e6:.2f}M MACs, {len(ctx.units)} units; plans keep at most {MAX_MACS_SHARE:.0%} of the MACs",
+          flush=True)
+    rows: list[dict[str, Any]] = []
+
+    def run(plan: dict[str, float], kind: str) -> None:
+        pruned = ctx.prune(plan)
+        macs = count_complexity(pruned.model, ctx.trace_inputs).macs
+        if macs > dense_macs * MAX_MACS_SHARE:
+            return
+        t0 = time.perf_counter()
+        speedup = ctx.measure(pruned.model, energy=False).latency.speedup
+        proxy = proxy_accuracy(copy.deepcopy(pruned.model), ctx.data.train, ctx.data.val, method="finetune",
+                               batches=8, batch_size=spec.finetune.batch_size, seed=5, lr=spec.finetune.lr,
+                               optimizer=spec.finetune.optimizer).accuracy
+        accs = []
+        for s in seeds:
+            model = ctx.prune(plan).model
+            ctx.finetune(model, s)
+            accs.append(ctx.evaluate(model))
+        row = {"kind": kind, "macs_share": macs / dense_macs, "speedup": speedup,
+               "latency_ms": base.latency_ms / speedup, "accuracy": statistics.fmean(accs), "accuracies": accs,
+               "proxy": proxy, "plan": plan}
+        rows.append(row)
+        print(f"{kind:<13} MACs {row['macs_share']:.3f}  {speedup:.2f}x  accuracy {row['accuracy']:.3f} "
+              f"({min(accs):.3f}-{max(accs):.3f})  proxy {proxy:.3f}  [{time.perf_counter() - t0:.1f} s]",
+              flush=True)
+
+    r = spec.prune.ratio
+    for k in range(12):
+        level = round(r.low + (r.high - r.low) * k / 11, 3)
+        run({root: level for u in ctx.units for root in u.roots}, f"uniform {level}")
+        run(ctx.global_plan(level), f"global {level}")
+    rng = random.Random(1)
+    tries = 0
+    while sum(1 for row in rows if row["kind"] == "random") < args.plans and tries < args.plans * 30:
+        tries += 1
+        level = rng.uniform(r.low, r.high)
+        plan = {root: round(min(max(level + rng.uniform(-spec.prune.offset_max, spec.prune.offset_max), r.low),
+                                r.high), 3) for u in ctx.units for root in u.roots}
+        run(plan, "random")
+
+    def hv(kinds: set[str]) -> float:
+        return front_hypervolume([row for row in rows if row["kind"].split()[0] in kinds], "latency_ms", baseline,
+                                 drop)
+
+    uniform, global_, random_, every = hv({"uniform"}), hv({"global"}), hv({"random"}), hv({"uniform", "global",
+                                                                                             "random"})
+    best = max(uniform, global_)
+    correlation = spearman([row["proxy"] for row in rows], [row["accuracy"] for row in rows])
+    print(f"hypervolume: uniform {uniform:.4f}, global {global_:.4f}, random plans {random_:.4f}, all {every:.4f}; "
+          f"all / best sweep {every / best if best else float('nan'):.2f}, random / best sweep "
+          f"{random_ / best if best else float('nan'):.2f}; proxy Spearman {correlation:.2f} over {len(rows)} plans")
+    if json_path:
+        json_path.write_text(json.dumps({"task": args.task, "image_size": spec.data.image_size,
+                                                    "baseline": baseline, "rows": rows,
+                                                    "hv": {"uniform": uniform, "global": global_,
+                                                           "random": random_, "all": every}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
