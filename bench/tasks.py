@@ -7,9 +7,12 @@ inner convolutions are cheap to cut; and the MobileNetV2-style network on 16 px,
 high-resolution blocks buy little accuracy for much latency. The same ResNet-8 on the raw 8x8 digits had no such
 structure (every pass is a few tiny kernels, so every plan of the cheap region runs at about the same speed): there
 no search can beat a sweep, and none did. Every method of ``bench/search_quality.py`` searches the same space under
-the same budgets: at least 60% of the dense MACs removed (``constraints.max_macs``), at most ``max_accuracy_drop``
-below dense (0.05; 0.10 on the MobileNetV2 task), accuracy against the latency measured in paired rounds with the
-dense model.
+the same budgets: at least 60% of the dense MACs removed (``constraints.max_macs``), at most 0.10 below dense
+(``max_accuracy_drop``), accuracy against the latency measured in paired rounds with the dense model. The accuracy
+budget is 0.10 rather than 0.05 because at 40% of the MACs and 30 fine-tune steps 0.05 sits on the edge of what any
+plan reaches on fresh seeds: in the 3-seed bench of 2026-12-03 at 0.05, on ResNet-8 seed 2 no re-evaluated front
+point of the uniform sweep, the global sweep or the screen stayed feasible (every hypervolume zero), and on
+MobileNetV2 seed 0 the same happened earlier. A table of zeros ranks luck, not search.
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ _COMMON: dict[str, Any] = {
     "prune": {"importance": "l2", "granularity": "group", "ratio": {"low": 0.3, "high": 0.85, "step": None},
               "offset_max": 0.3},
     "objectives": ["accuracy", "latency_ms"],
-    "constraints": {"max_accuracy_drop": 0.05},
+    "constraints": {"max_accuracy_drop": 0.10},
     "measure": {"warmup": 2, "repeats": 10, "ci_half_width": None, "max_noisy_retries": 5, "threads": 1},
     "search": {"keep_weights": "none"},
 }
@@ -132,10 +135,6 @@ TASKS: dict[str, dict[str, Any]] = {
         "data": {"image_size": 16},
         "finetune": {"steps": 30, "lr": 0.01, "batch_size": 64, "optimizer": "sgd"},
         "measure": {"batch_size": 64},
-        # At 40% of the MACs and 30 steps, 0.05 below dense is out of every method's reach on fresh seeds (seed 0:
-        # the uniform sweep's two search-feasible plans both fell below it when re-fine-tuned; the screen had none):
-        # every hypervolume would be zero and the table would rank luck. 0.10 leaves a front to compare.
-        "constraints": {"max_accuracy_drop": 0.10},
     },
 }
 
