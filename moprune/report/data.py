@@ -279,7 +279,9 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
                                                            if s.sampler in ("nsga2", "nsga3") else "")
                   + f"; starting plans {', '.join(s.seed_trials) or 'none'}",
         **({"screening": f"{s.screen.plans} plans, {s.screen.proxy} proxy ({s.screen.batches} batches), "
-                         f"{s.screen.rounds} rounds, {s.screen.neighbours} neighbours per front plan"}
+                         f"{s.screen.rounds} rounds, {s.screen.neighbours} neighbours per front plan, "
+                         + (f"{s.screen.allocate:.0%} of each later round from the allocation model"
+                            if s.screen.allocate else "no allocation model")}
            if s.screen.plans else {}),
         "measurement": f"batch {m.batch_size}, {m.warmup} warm-up, {m.repeats} repeats",
         "constraints": ", ".join(f"{k} {v}" for k, v in c.model_dump().items() if v is not None) or "none",

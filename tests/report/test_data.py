@@ -1,0 +1,23 @@
+"""What the report's methods table says about how a study searched."""
+
+from __future__ import annotations
+
+import optuna
+import yaml
+
+from moprune.report.data import _setup
+from moprune.spec import parse_spec
+from tests.helpers import ROOT
+
+
+def _screening_row(allocate: float) -> str:
+    raw = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
+    raw["search"]["screen"]["allocate"] = allocate
+    spec = parse_spec(raw)
+    study = optuna.create_study(directions=spec.directions)
+    return _setup(study, spec, {})["methods"]["screening"]
+
+
+def test_the_methods_table_says_how_much_of_the_screen_the_allocation_model_proposes():
+    assert _screening_row(0.5).endswith("50% of each later round from the allocation model")
+    assert _screening_row(0.0).endswith("no allocation model")
