@@ -49,8 +49,8 @@ class AdditiveModel:
         return self.intercept + r @ np.asarray(self.linear) + (r**2) @ np.asarray(self.quadratic)
 
 
-def fit_additive(ratios: np.ndarray, y: np.ndarray, *, alphas: Sequence[float] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
-                 ) -> AdditiveModel:
+def fit_additive(ratios: np.ndarray, y: np.ndarray, *,
+                 alphas: Sequence[float] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)) -> AdditiveModel:
     """Ridge regression of ``y`` on every unit's ratio and squared ratio; the penalty with the lowest
     leave-one-out error wins (closed form through the hat matrix, so choosing it costs one solve per penalty)."""
     x = np.asarray(ratios, dtype=float)
