@@ -400,9 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["proxy_plans"] = args.proxy_plans
     for pair in filter(None, (args.budget or "").split(",")):
         key, _, value = pair.partition("=")
-        field_type = type(getattr(Budget(), key.strip(), None))
-        if key.strip() not in Budget.__dataclass_fields__ or field_type in (type(None),):
+        if key.strip() not in Budget.__dataclass_fields__:
             parser.error(f"--budget: unknown key {key.strip()!r}; one of {', '.join(Budget.__dataclass_fields__)}")
+        default = getattr(Budget(), key.strip())
+        field_type = int if default is None else type(default)  # the only optional field is a step count
         overrides[key.strip()] = field_type(value) if field_type is not str else value
     if overrides:
         budget = Budget(**{**asdict(budget), **overrides})
