@@ -116,10 +116,17 @@ class Progress:
 
 class _ReleaseWhenRunning:
     """Wraps the objective: the trial is RUNNING in the storage when Optuna calls it, so others now count it; and
-    Ctrl-C is taken here, where it is recorded as the trial's reason (held while Optuna asks and tells)."""
+    Ctrl-C is taken here, where it is recorded as the trial's reason (held while Optuna asks and tells).
+
+    It also notes whether another process finished the trial while the objective ran (``taken_over``): the
+    heartbeat check of another worker or the parent fails a RUNNING trial whose heartbeat came later than
+    ``search.grace_s``, and queues its plan again. Optuna cannot then tell the trial and raises out of
+    ``optimize``; the worker is alive, so it drops that result and carries on instead of dying with it.
+    """
 
     def __init__(self, objective: Callable[[optuna.Trial], Any], claim: Claim, interrupts: Interrupts):
         self.objective, self.claim, self.interrupts = objective, claim, interrupts
+        self.taken_over: int | None = None  # the trial's number, when another process finished it meanwhile
 
     def __call__(self, trial: optuna.Trial) -> Any:
         self.claim.release()
@@ -129,6 +136,9 @@ class _ReleaseWhenRunning:
         except KeyboardInterrupt:
             TrialRecord(fail_reason=INTERRUPTED).write(trial)  # not a result about the plan: re-run on resume
             raise
+        finally:
+            if trial.study._storage.get_trial(trial._trial_id).state.is_finished():
+                self.taken_over = trial.number
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *, target: int, claim: Claim,
@@ -154,8 +164,15 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
                     return
                 if counted + running < target:
                     waiting = False
-                    study.optimize(_ReleaseWhenRunning(objective, claim, interrupts), n_trials=1, catch=catch,
-                                   callbacks=callbacks)
+                    runner = _ReleaseWhenRunning(objective, claim, interrupts)
+                    try:
+                        study.optimize(runner, n_trials=1, catch=catch, callbacks=callbacks)
+                    except Exception:
+                        if runner.taken_over is None:
+                            raise
+                        log.warning("trial %d was failed by another process while it ran here: its heartbeat came "
+                                    "later than search.grace_s (an overloaded machine or database?); its plan is "
+                                    "queued again and this worker carries on", runner.taken_over)
                     interrupts.raise_pending()  # the trial is stored: a Ctrl-C held meanwhile stops the run now
                     continue
             finally:
