@@ -56,3 +56,13 @@ def test_run_study_is_the_real_function_with_its_documented_parameters():
     assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
                for name in ("storage", "n_trials", "timeout_s", "progress"))
     assert set(moprune.__all__) <= set(dir(moprune))
+
+
+def test_no_two_test_files_share_a_name():
+    # The test folders are not packages (rootdir-relative imports), so pytest refuses to collect a second
+    # test_x.py in another folder and the whole run stops at collection.
+    from collections import Counter
+    from pathlib import Path
+
+    names = Counter(p.name for p in Path(__file__).parent.rglob("test_*.py"))
+    assert [n for n, k in names.items() if k > 1] == []
