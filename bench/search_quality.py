@@ -67,6 +67,8 @@ class Budget:
     proxy_plans: int = 16  # random plans of the proxy check
     finetune_steps: int | None = None  # the task's own (30) unless set: a longer fine-tune makes screening cheaper
     allocate: float = 0.5  # share of a round's screened plans proposed by the allocation model (search.screen)
+    # the screen's uniform and global starting plans: fine-tuned up front, or screened and fine-tuned when promoted
+    starts: str = "finetune"
 
 
 QUICK = Budget(n_trials=10, plans=40, rounds=4, sweep=5, reeval_seeds=2, proxy_plans=6)
@@ -91,7 +93,8 @@ def method_spec(task: str, method: str, *, seed: int, storage: str, dense_macs: 
                       n_trials=budget.n_trials,
                       screen={"plans": budget.plans, "rounds": budget.rounds, "proxy": budget.proxy,
                               "batches": budget.proxy_batches, "sweep": budget.sweep,
-                              "latency": budget.screen_latency, "allocate": budget.allocate})
+                              "latency": budget.screen_latency, "allocate": budget.allocate,
+                              "starts": budget.starts})
     else:
         raise ValueError(f"unknown method {method!r}")
     spec["search"] = search
@@ -212,7 +215,8 @@ def run_method(task: str, method: str, *, seed: int, workdir: Path, dense_macs: 
     done = frame[frame["state"] == "COMPLETE"]
     screened = 0
     if method == "screen":
-        screened = len(optuna.load_study(study_name=spec.name + SCREEN_SUFFIX, storage=storage).get_trials())
+        screened = len(optuna.load_study(study_name=spec.name + SCREEN_SUFFIX, storage=storage).get_trials(
+            states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)))
     rows = []
     for _, row in frame[frame["on_front"]].iterrows():
         accs = reevaluator(row["plan"], row["channels"])

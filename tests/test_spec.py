@@ -177,3 +177,9 @@ def test_model_kwargs_take_lists_for_per_stage_shapes_and_refuse_nested_tables()
         with pytest.raises(SpecError, match=r"model\.kwargs: 'depths' is .*a number, a string, a boolean or a list "
                                             r"of numbers"):
             parse_spec({"model": {"arch": "swin_t", "kwargs": {"depths": bad}}}, source="test")
+
+
+@pytest.mark.parametrize("screen", [{"starts": "screen"}, {"starts": "screen", "plans": 10, "sweep": 0}])
+def test_screened_starts_without_a_sweep_to_screen_them_are_refused(screen):
+    with pytest.raises(SpecError, match=r"search.screen.starts: screen .*neither fine-tuned nor screened"):
+        parse_spec({"search": {"screen": screen}}, source="t")

@@ -186,10 +186,13 @@ def seed_trials(spec: StudySpec, ctx: StudyContext, baseline: Baseline
     ``dense``: nothing pruned; ``uniform``: ``uniform_count`` evenly spaced global ratios including both ends;
     ``global``: Torch-Pruning's global pruning at the same ratios but none (channels ranked across all groups, the
     other thing a user would do instead of a search); ``sensitivity``: plans that prune harder where the scan found
-    accuracy cheapest per millisecond saved.
+    accuracy cheapest per millisecond saved. With ``search.screen.starts: screen`` the uniform and global plans are
+    left to the screen's sweep: a fine-tune is spent on one only when the screen promotes it.
     """
     r, prune = spec.prune.ratio, spec.prune
     n = spec.search.uniform_count
+    # screened starts: the sweeps are queued in the screen study (moprune.search.proposals.queue_sweeps) instead
+    screened_starts = spec.search.screen.plans > 0 and spec.search.screen.starts == "screen"
     levels = [r.low + (r.high - r.low) * k / (n - 1) for k in coarse_to_fine(n)]
     out: list[tuple[dict[str, float], TrialRecord]] = []
     records: list[dict[str, Any]] = []
@@ -197,6 +200,8 @@ def seed_trials(spec: StudySpec, ctx: StudyContext, baseline: Baseline
         if kind == "dense":  # the least pruned plan of the space: the dense model when ratio.low is 0
             label = "dense" if r.low == 0 else f"uniform {r.low:.2f}"
             out.append((plan_params(ctx.units, prune, r.low), TrialRecord(start=label)))
+        elif kind in ("uniform", "global") and screened_starts:
+            continue
         elif kind == "uniform":
             out += [(plan_params(ctx.units, prune, level), TrialRecord(start=f"uniform {level:.2f}"))
                     for level in levels]

@@ -35,6 +35,10 @@ class ScreenSpec(_Section):
     # share of each round's plans after the first proposed by the additive allocation model fitted on the plans
     # screened so far (moprune.search.allocate); the sampler proposes the rest. 0: the sampler alone
     allocate: float = Field(0.5, ge=0.0, le=1.0)
+    # the uniform and global starting plans of search.seed_trials: fine-tuned before any screening (finetune: every
+    # one costs a fine-tune whether or not it is any good), or only screened as the sweep, so that each is fine-tuned
+    # only when promoted (screen: every fine-tune goes to a plan the screen ranked best; needs sweep >= 2)
+    starts: Literal["finetune", "screen"] = "finetune"
 
 
 SAMPLER_CLASSES = {"nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler", "tpe": "TPESampler", "gp": "GPSampler",
@@ -133,6 +137,15 @@ class StudySpec(_Section):
         if self.prune.method != "channel" and "global" in self.search.seed_trials:
             raise ValueError(f"search.seed_trials: 'global' is Torch-Pruning's global channel pruning; prune.method "
                              f"{self.prune.method} removes no channels: leave 'global' out")
+        return self
+
+    @model_validator(mode="after")
+    def _screened_starts_need_a_sweep(self) -> StudySpec:
+        screen = self.search.screen
+        if screen.starts == "screen" and (screen.plans == 0 or screen.sweep < 2):
+            raise ValueError(f"search.screen.starts: screen (plans {screen.plans}, sweep {screen.sweep}) would leave "
+                             "the uniform and global starting plans neither fine-tuned nor screened: set "
+                             "search.screen.plans > 0 and search.screen.sweep >= 2, or starts: finetune")
         return self
 
     @model_validator(mode="after")
