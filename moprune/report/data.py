@@ -279,6 +279,8 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
                                                            if s.sampler in ("nsga2", "nsga3") else "")
                   + f"; starting plans {', '.join(s.seed_trials) or 'none'}",
         **({"screening": f"{s.screen.plans} plans, {s.screen.proxy} proxy ({s.screen.batches} batches), "
+                         f"latency {'predicted by the latency model' if s.screen.latency == 'model' else 'timed'}, "
+                         f"starting plans {'screened' if s.screen.starts == 'screen' else 'fine-tuned first'}, "
                          f"{s.screen.rounds} rounds, {s.screen.neighbours} neighbours per front plan, "
                          + (f"{s.screen.allocate:.0%} of each later round from the allocation model"
                             if s.screen.allocate else "no allocation model")}

@@ -85,7 +85,10 @@ def sections(d: ReportData) -> list[Section]:
         promoted = int(d.screen["promoted_as"].notna().sum())
         out.append(Section(
             "screen", f"Screening: {len(d.screen)} plans scored cheaply, {promoted} promoted and fine-tuned",
-            "Screened plans were pruned, timed with the quick paired measurement and scored by a proxy of their "
+            "Screened plans were pruned, "
+            + ("given a latency predicted by the study's latency model (never a measurement)"
+               if d.screen_cost == "latency_predicted_ms" else "timed with the quick paired measurement")
+            + " and scored by a proxy of their "
             "accuracy after the fine-tune; they were never fine-tuned and are not trials of this study. The best by "
             "Pareto rank on the proxy and the cost were promoted. Right: how the proxy ranked the promoted plans "
             "against what their fine-tune gave.", screen_figure(d.screen, d.screen_cost)))

@@ -173,6 +173,11 @@ def test_the_report_draws_the_screened_plans_in_a_section_of_their_own(screened_
     assert set(d.trials["number"]) == {t.number for t in study.get_trials()}
     page = render_html(d)
     assert "id=screen" in page and "accuracy proxy (not an accuracy)" in page
+    # the fixture's screen predicts latency: the page must not say it timed the screened plans
+    assert "latency predicted by the study&#x27;s latency model (never a measurement)" in page or \
+        "latency predicted by the study's latency model (never a measurement)" in page
+    assert "timed with the quick paired measurement" not in page
+    assert "latency predicted by the latency model, starting plans fine-tuned first" in page
 
 
 def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_study):
