@@ -6,8 +6,8 @@ calibrated on this study's precisely measured, fine-tuned trials, refitted every
 - ``LatencyCalibration`` fits the latency model (``moprune.measure.latency_model``) on the dense model and every
   fine-tuned plan's paired latency.
 - ``ProxyCalibration`` maps the proxy onto the accuracy the fine-tune gave (a least-squares line, its slope shrunk
-  toward 1, over the fine-tuned plans, whose proxy is the screened one or, for starting plans, computed once), so promotion can skip
-  plans the line puts below the accuracy budget. Without it, promoting evenly along the proxy x latency front
+  toward 1, over the fine-tuned plans, whose proxy is the screened one or, for starting plans, computed once), so
+  promotion can skip plans the line puts below the accuracy budget. Without it, promoting evenly along the proxy x latency front
   spends every fine-tune at the fast end, where on the bench's MobileNetV2 no plan was feasible (14 of 14
   promoted plans infeasible, seed 0).
 

@@ -182,14 +182,6 @@ def _spread_by_rank(trials: list[optuna.trial.FrozenTrial], directions: list[str
     return chosen
 
 
-
-
-
-
-
-
-
-
 def round_sizes(plans: int, rounds: int, fine_tunes: int) -> tuple[int, list[int]]:
     """(plans screened per round, plans promoted in each round).
 
@@ -197,7 +189,7 @@ def round_sizes(plans: int, rounds: int, fine_tunes: int) -> tuple[int, list[int
     the fine-tunes ran out after three rounds, and the last round's screening, where the allocation model's plans
     are, never ran.
     """
-    rounds = max(1, min(rounds, fine_tunes)) if fine_tunes > 0 else 1
+    rounds = max(1, min(rounds, fine_tunes))
     cuts = [fine_tunes * r // rounds for r in range(rounds + 1)]
     return max(1, math.ceil(plans / rounds)), [max(1, b - a) for a, b in zip(cuts, cuts[1:])]
 
