@@ -26,11 +26,17 @@ def test_methods_differ_only_in_the_search(task):
         assert {k: dumped[k] for k in shared} == {k: first[k] for k in shared}
         assert spec.constraints.max_macs == 400_000, "the cheap region: at least 60% of dense MACs removed"
         assert spec.objectives == ["accuracy", "latency_ms"]
+        assert spec.finetune.recalibrate_bn == 8, "every method's fine-tune (and re-evaluation) ends recalibrated"
     assert specs["screen"].search.screen.plans == budget.plans and specs["screen"].search.timeout_s is None
     assert all(specs[m].search.timeout_s == 60.0 for m in ("uniform", "global", "sampler")), "equal wall-clock"
     assert specs["uniform"].search.seed_trials == ["dense", "uniform"]
     assert specs["global"].search.seed_trials == ["dense", "global"]
     assert specs["sampler"].search.screen.plans == 0
+
+
+def test_quick_runs_the_two_tasks_of_the_criteria_and_the_full_run_every_task():
+    assert sq.default_tasks(quick=True) == ["vgg", "mobilenetv2"]
+    assert sq.default_tasks(quick=False) == list(tasks.TASKS)
 
 
 def test_front_hypervolume_counts_feasible_fresh_means_only():
@@ -69,7 +75,7 @@ def test_fresh_seeds_are_shared_and_unlike_any_trial_seed():
     assert len(set(fresh)) == 9 and not trial_seeds & set(fresh)
 
 
-@pytest.mark.parametrize("task, px, groups", [("resnet8", 32, 6), ("mobilenetv2", 16, 11)])
+@pytest.mark.parametrize("task, px, groups", [("resnet8", 32, 6), ("vgg", 32, 6), ("mobilenetv2", 16, 11)])
 def test_bench_models_have_groups_for_an_allocation_to_exploit(task, px, groups):
     from moprune.pruning import apply_plan, discover_groups
 

@@ -274,7 +274,9 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
                       f"between them" if p.iterative else ""),
         "fine-tune": f"{f.steps} steps, {f.optimizer}, lr {f.lr}, batch {f.batch_size}"
                      + (f", distilled from the dense model (alpha {f.distill.alpha}, temperature "
-                        f"{f.distill.temperature})" if f.distill is not None else ""),
+                        f"{f.distill.temperature})" if f.distill is not None else "")
+                     + (f", then BatchNorm statistics re-estimated from {f.recalibrate_bn} batches"
+                        if f.recalibrate_bn else ""),
         "search": f"{s.sampler}, {s.n_trials} trials" + (f", population {s.population_size}"
                                                            if s.sampler in ("nsga2", "nsga3") else "")
                   + f"; starting plans {', '.join(s.seed_trials) or 'none'}",

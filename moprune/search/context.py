@@ -27,7 +27,7 @@ from ..record import Baseline
 from ..spec import StudySpec
 from ..train import (DataBundle, DenseModel, Distillation, TrainResult, evaluate, load_data, load_dense,
                      train)
-from ..train.proxy import Proxy, proxy_accuracy
+from ..train.proxy import Proxy, adaptive_bn, proxy_accuracy
 from ..version import __version__
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,17 @@ class StudyContext:
 
     def finetune(self, model: nn.Module, seed: int, masks: dict[str, torch.Tensor] | None = None) -> TrainResult:
         """The brief fine-tune of the spec, in place, with data order ``seed`` (the dense model teaches, if asked);
-        ``masks`` (a sparse plan's, ``PrunedModel.masks``) keep the zeroed weights zero after every step."""
-        return self._train(model, self.spec.finetune.steps, seed, masks)
+        ``masks`` (a sparse plan's, ``PrunedModel.masks``) keep the zeroed weights zero after every step.
+
+        Then ``finetune.recalibrate_bn`` batches re-estimate the BatchNorm statistics (``adaptive_bn``): the running
+        averages a brief fine-tune leaves mix the network's states along the way, and a model evaluated with them
+        reads far below what its weights give (bench/recalibration.py measures both, on every bench task).
+        """
+        ft = self.spec.finetune
+        result = self._train(model, ft.steps, seed, masks)
+        if ft.recalibrate_bn:
+            adaptive_bn(model, self.data.train, batches=ft.recalibrate_bn, batch_size=ft.batch_size, seed=seed + 1)
+        return result
 
     def _train(self, model: nn.Module, steps: int, seed: int, masks: dict[str, torch.Tensor] | None = None
                ) -> TrainResult:

@@ -197,6 +197,7 @@ def test_a_distilled_study_runs_end_to_end_and_says_so(session_cwd):
     assert study.user_attrs["spec"]["finetune"]["distill"] == {"alpha": 0.7, "temperature": 3.0}
     methods = report_data(study, spec).setup["methods"]["fine-tune"]
     assert "distilled from the dense model (alpha 0.7, temperature 3.0)" in methods
+    assert methods.endswith("then BatchNorm statistics re-estimated from 8 batches")
 
 
 @pytest.mark.slow
