@@ -17,7 +17,9 @@ Neither is a measurement: they decide what is measured next, and only the fine-t
 from __future__ import annotations
 
 import logging
+import math
 import statistics
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
@@ -81,11 +83,15 @@ class ProxyCalibration:
         return self.computed[number]
 
     def floor(self, study: optuna.Study, screened: optuna.Study) -> float | None:
-        """The proxy at which the line reaches the accuracy budget (dense - max_accuracy_drop); None only when the
-        study has no accuracy budget.
+        """The proxy at the accuracy budget (``ProxyLine.floor``); None only when the study has no accuracy budget."""
+        line = self.line(study, screened)
+        return None if line is None else line.floor
 
-        The line is least squares shrunk toward slope 1 (``PRIOR_SPREAD``): the fine-tuned plans' proxies often lie
-        close together (promotion picks them near the floor), and there a plain fit's slope is noise. On the bench's
+    def line(self, study: optuna.Study, screened: optuna.Study) -> ProxyLine | None:
+        """The line from proxy to accuracy over the fine-tuned plans (None without an accuracy budget).
+
+        Least squares shrunk toward slope 1 (``PRIOR_SPREAD``): the fine-tuned plans' proxies often lie close
+        together (promotion picks them near the floor), and there a plain fit's slope is noise. On the bench's
         MobileNetV2 (seed 0, 2026-12-03) four promoted plans with proxies 0.78-0.82 fitted a falling line, the floor
         was dropped, and the next round promoted the uniform 0.85 plan, whose proxy read chance. With no plan yet,
         the proxy is read as an accuracy (a few fine-tune steps reach less than the whole fine-tune).
@@ -104,13 +110,41 @@ class ProxyCalibration:
         if not xs:
             log.info("proxy calibration: no fine-tuned plan yet; promoting on proxy >= the accuracy budget %.4f",
                      budget)
-            return budget
-        floor = proxy_floor(xs, ys, budget)
-        slope, intercept = shrunk_line(xs, ys)
-        log.info("proxy calibration over %d fine-tuned plan(s): accuracy = %.3f + %.3f x proxy; the accuracy budget "
-                 "%.4f is a proxy of %.3f (the line's %.3f)", len(xs), intercept, slope, budget, floor,
-                 (budget - intercept) / slope)
-        return floor
+            return ProxyLine(1.0, 0.0, PRIOR_RESIDUAL, budget, budget)
+        line = fit_line(xs, ys, budget)
+        log.info("proxy calibration over %d fine-tuned plan(s): accuracy = %.3f + %.3f x proxy (residual sd %.3f); "
+                 "the accuracy budget %.4f is a proxy of %.3f (the line's %.3f)", len(xs), line.intercept,
+                 line.slope, line.spread, budget, line.floor, (budget - line.intercept) / line.slope)
+        return line
+
+
+@dataclass(frozen=True)
+class ProxyLine:
+    """accuracy after the fine-tune ~ intercept + slope x proxy, how far fine-tuned plans scatter about it, and the
+    proxy at the accuracy ``budget`` (``proxy_floor``). A prediction that steers promotion, never a result."""
+
+    slope: float
+    intercept: float
+    spread: float  # residual sd of the fine-tuned plans about the line (PRIOR_RESIDUAL until 3 of them)
+    floor: float
+    budget: float
+
+    def accuracy(self, proxy: float) -> float:
+        return self.intercept + self.slope * proxy
+
+
+#: The residual sd assumed until 3 plans are fine-tuned: about what two fine-tune seeds of one plan differ by.
+PRIOR_RESIDUAL = 0.02
+
+
+def fit_line(xs: list[float], ys: list[float], budget: float) -> ProxyLine:
+    """The shrunk line through (proxy, accuracy) pairs, its residual sd and its floor at ``budget``."""
+    slope, intercept = shrunk_line(xs, ys)
+    spread = PRIOR_RESIDUAL
+    if len(xs) >= 3:
+        residuals = [y - (intercept + slope * x) for x, y in zip(xs, ys)]
+        spread = max(math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2)) if len(xs) > 2 else 0.0, 0.005)
+    return ProxyLine(slope, intercept, spread, proxy_floor(xs, ys, budget), budget)
 
 
 def proxy_floor(xs: list[float], ys: list[float], budget: float) -> float:

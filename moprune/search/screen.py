@@ -20,7 +20,6 @@ plan that met the budget after its fine-tune had screened at 0.82 or more).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -31,12 +30,12 @@ import optuna
 from optuna.trial import TrialState
 
 from ..measure import LatencyModel, cost_features
-from ..pareto import pareto_ranks
 from ..pruning import suggest_plan
 from ..record import SCREEN_SUFFIX, TrialRecord
 from ..spec import StudySpec
 from .calibration import LatencyCalibration, ProxyCalibration
 from .context import StudyContext, finetune_seed
+from .promotion import Outlook, outlook_of, promote
 from .proposals import feed_back, queue_allocations, queue_sweeps
 
 log = logging.getLogger(__name__)
@@ -122,64 +121,17 @@ def open_screen_study(spec: StudySpec, storage: optuna.storages.BaseStorage, sam
     return study
 
 
-def promoted(study: optuna.Study) -> set[int]:
-    """Screen trial numbers already promoted into the fine-tuned ``study`` (queued, running or finished)."""
-    return {r.screen_trial for r in (TrialRecord.of(t) for t in study.get_trials(deepcopy=False))
-            if r.screen_trial is not None}
-
-
-def _plan_key(trial: optuna.trial.FrozenTrial) -> str:
-    return json.dumps([trial.params, TrialRecord.of(trial).fixed_plan], sort_keys=True)
-
-
-def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: float | None = None) -> list[int]:
-    """Queue the ``count`` best screened plans not yet promoted into ``study``.
-
-    Best is by Pareto rank on the proxy and the first cost (latency where the study has it): the trade-off the
-    user deploys against, not the MACs beside it, which would put every plan that is cheap in MACs but slow on the
-    device on the front too. Within a rank the picks are spread evenly along the front by that cost, so one round
-    does not promote near-duplicates. With a ``floor`` (the proxy at which the calibrated line reaches the accuracy
-    budget: ``ProxyCalibration``), plans below it are ranked only when those above run out, highest proxy first:
-    a fine-tune is spent on a plan the budget may admit.
-    """
-    done = [t for t in screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    taken = promoted(study)
-    ran = {_plan_key(t) for t in study.get_trials(deepcopy=False)}  # e.g. a sweep level also fine-tuned as a start
-    fresh = [t for t in done if t.number not in taken and _plan_key(t) not in ran]
-    if not fresh or count <= 0:
-        return []
-    above = [t for t in fresh if floor is None or t.values[0] >= floor]
-    below = sorted((t for t in fresh if floor is not None and t.values[0] < floor), key=lambda t: -t.values[0])
-    chosen = _spread_by_rank(above, [d.name.lower() for d in screened.directions][:2], count)
-    chosen += below[:count - len(chosen)]
-    for t in chosen:
-        record = TrialRecord.of(t)
-        # not skip_if_exists (which compares parameters only): a global plan's nearest parameters may be those of a
-        # uniform plan already run, and the global plan was then skipped and a sampler trial run in its place.
-        # `taken` and `ran` above already keep a plan from being promoted twice
-        study.enqueue_trial(dict(t.params), user_attrs=TrialRecord(screen_trial=t.number, start=record.start,
-                                                                   fixed_plan=record.fixed_plan,
-                                                                   proposer=record.proposer).attrs())
-    return [t.number for t in chosen]
-
-
-def _spread_by_rank(trials: list[optuna.trial.FrozenTrial], directions: list[str], count: int
-                    ) -> list[optuna.trial.FrozenTrial]:
-    """Up to ``count`` of ``trials``, first Pareto rank first, each rank's picks evenly spaced along its cost."""
-    if not trials:
-        return []
-    ranks = pareto_ranks([t.values[:2] for t in trials], directions)
-    chosen: list[optuna.trial.FrozenTrial] = []
-    for rank in sorted({int(r) for r in ranks}):
-        members = sorted((t for t, r in zip(trials, ranks) if r == rank), key=lambda t: (t.values[1], t.number))
-        need = count - len(chosen)
-        if len(members) > need:
-            step = len(members) / need
-            members = [members[int(i * step)] for i in range(need)]
-        chosen += members
-        if len(chosen) >= count:
-            break
-    return chosen
+def _calibrated(study: optuna.Study, screened: optuna.Study, proxies: ProxyCalibration, spec: StudySpec
+                ) -> tuple[float | None, Outlook | None]:
+    """The proxy floor and the promotion outlook from the fine-tuned plans so far."""
+    line = proxies.line(study, screened)
+    if line is None:
+        return None, None
+    cost = screen_objectives(spec)[1] if len(screen_objectives(spec)) > 1 else None
+    if cost is None:
+        return line.floor, None
+    cost = "latency_ms" if cost == PREDICTED else cost
+    return line.floor, outlook_of(study, line, cost, spec.objectives.index("accuracy"))
 
 
 def round_sizes(plans: int, rounds: int, fine_tunes: int) -> tuple[int, list[int]]:
@@ -235,7 +187,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
     calibration = LatencyCalibration(ctx) if PREDICTED in scorer.objectives else None
     proxies = ProxyCalibration(ctx)
     feedback_seed = spec.seed
-    floor = proxies.floor(study, screened)  # promotion, the allocation model and the sampler all aim at it
+    floor, outlook = _calibrated(study, screened, proxies, spec)  # promotion, allocation and the sampler aim at it
     round_no = 0
     while finished_count(study) < target:
         scorer.floor = floor
@@ -256,14 +208,14 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
                      "in all", n, time.monotonic() - t0, s.proxy, latency, allocated, done + n)
         quota = promote_n[min(round_no, len(promote_n) - 1)]
         round_no += 1
-        chosen = promote(screened, study, min(quota, target - finished_count(study)), floor=floor)
+        chosen = promote(screened, study, min(quota, target - finished_count(study)), floor=floor, outlook=outlook)
         if not chosen:
             log.info("nothing new to promote from the screen; the sampler proposes the remaining trials")
             break
         log.info("promoting screened plan(s) %s (Pareto rank on %s)", ", ".join(map(str, chosen)),
                  " x ".join(screen_objectives(spec)[:2]))
         run_until(finished_count(study) + len(chosen))
-        floor = proxies.floor(study, screened)  # refitted with the plans just fine-tuned
+        floor, outlook = _calibrated(study, screened, proxies, spec)  # refitted with the plans just fine-tuned
         if done + n < s.plans:  # what the next round screens first: the allocation model's plans, then neighbours
             feedback_seed += 1
             if s.allocate:

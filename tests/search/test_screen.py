@@ -11,7 +11,8 @@ from optuna.trial import TrialState
 from helpers import fast_spec, make_spec
 from moprune.record import TrialRecord, baseline_of
 from moprune.search import finished_count, run_study
-from moprune.search.screen import SCREEN_SUFFIX, promote, screen_objectives
+from moprune.search.promotion import promote
+from moprune.search.screen import SCREEN_SUFFIX, screen_objectives
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,146 @@
+"""Which screened plans are fine-tuned: those that could add most to the fine-tuned front, then by Pareto rank.
+
+Pareto rank on proxy x latency alone spends fine-tunes where the fine-tuned front is already full: on the bench's
+VGG (seed 0, 2026-12-03, budget 0.03 below dense) the screen's last rounds promoted the uniform 0.44 plan (1.57x,
+dominated by the uniform 0.57 plan fine-tuned in round 1 at 2.6x and the same accuracy) and neighbours of its 2.5-
+3.3x plans, while its fastest feasible fine-tuned plan stood at 3.3x and the uniform sweep's at 4.1x: the
+allocation model's 4-5x plans of round 4 were never fine-tuned. ``Outlook`` weighs each screened plan by what it
+would add to the fine-tuned front's hypervolume if it reached the proxy line's accuracy plus one residual sd (an
+optimistic reading: the line is fitted on few plans), as indicator-based selection does (SMS-EMOA); a plan the
+front already dominates adds nothing, a plan in the front's gap at the fast end adds most.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from ..pareto import pareto_ranks
+from ..record import TrialRecord, baseline_of
+from .calibration import ProxyLine
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """The fine-tuned front (feasible plans' accuracy and first cost), the proxy line, and the cost of dense (the
+    hypervolume's reference with the accuracy budget)."""
+
+    line: ProxyLine
+    front: tuple[tuple[float, float], ...]
+    worst_cost: float
+
+    def gain(self, front: list[tuple[float, float]], point: tuple[float, float]) -> float:
+        """Hypervolume (accuracy above the budget x cost below dense) that ``point`` adds to ``front``."""
+        return _area([*front, point], self.line.budget, self.worst_cost) - _area(front, self.line.budget,
+                                                                                 self.worst_cost)
+
+    def pick(self, trials: list[optuna.trial.FrozenTrial], count: int) -> list[optuna.trial.FrozenTrial]:
+        """Up to ``count`` of ``trials`` (screened: proxy, first cost), greedily by optimistic hypervolume gain."""
+        front, chosen, pool = list(self.front), [], list(trials)
+        while pool and len(chosen) < count:
+            points = {t.number: (self.line.accuracy(t.values[0]) + self.line.spread, t.values[1]) for t in pool}
+            best = max(pool, key=lambda t: (self.gain(front, points[t.number]), -t.number))
+            if self.gain(front, points[best.number]) <= 0:
+                break
+            chosen.append(best)
+            front.append(points[best.number])
+            pool.remove(best)
+        return chosen
+
+
+def _area(points: list[tuple[float, float]], budget: float, worst: float) -> float:
+    """2-D hypervolume of (accuracy, cost) points: accuracy maximised above ``budget``, cost minimised below
+    ``worst``."""
+    inside = sorted((c, a) for a, c in points if a > budget and c < worst)
+    area, best = 0.0, budget
+    for i, (cost, accuracy) in enumerate(inside):
+        best = max(best, accuracy)
+        following = inside[i + 1][0] if i + 1 < len(inside) else worst
+        area += (following - cost) * (best - budget)
+    return area
+
+
+def outlook_of(study: optuna.Study, line: ProxyLine | None, cost: str, accuracy_at: int) -> Outlook | None:
+    """The outlook of ``study`` on its first cost ``cost`` (``latency_ms``, ``macs`` or ``params``): None without a
+    line (no accuracy budget) or a dense baseline."""
+    base = baseline_of(study)
+    if line is None or base is None:
+        return None
+    front = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        record = TrialRecord.of(t)
+        value = getattr(record, cost, None)
+        if record.speedup and not record.rejected and value is not None and t.values[accuracy_at] >= line.budget:
+            front.append((t.values[accuracy_at], float(value)))
+    return Outlook(line, tuple(front), float(getattr(base, cost)))
+
+
+def promoted(study: optuna.Study) -> set[int]:
+    """Screen trial numbers already promoted into the fine-tuned ``study`` (queued, running or finished)."""
+    return {r.screen_trial for r in (TrialRecord.of(t) for t in study.get_trials(deepcopy=False))
+            if r.screen_trial is not None}
+
+
+def _plan_key(trial: optuna.trial.FrozenTrial) -> str:
+    return json.dumps([trial.params, TrialRecord.of(trial).fixed_plan], sort_keys=True)
+
+
+def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: float | None = None,
+            outlook: Outlook | None = None) -> list[int]:
+    """Queue the ``count`` best screened plans not yet promoted into ``study``.
+
+    With an ``outlook`` (the proxy line and the fine-tuned front), first the plans whose optimistic accuracy (the
+    line plus one residual sd) would add most to the fine-tuned front's hypervolume on accuracy x the first cost,
+    greedily, each pick joining the front before the next is weighed (``Outlook.pick``). Then, and without an
+    outlook, by Pareto rank on the proxy and the first cost (latency where the study has it): the trade-off the
+    user deploys against, not the MACs beside it, which would put every plan that is cheap in MACs but slow on the
+    device on the front too. Within a rank the picks are spread evenly along the front by that cost, so one round
+    does not promote near-duplicates. With a ``floor`` (the proxy at which the calibrated line reaches the accuracy
+    budget: ``ProxyCalibration``), plans below it are ranked only when those above run out, highest proxy first:
+    a fine-tune is spent on a plan the budget may admit.
+    """
+    done = [t for t in screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    taken = promoted(study)
+    ran = {_plan_key(t) for t in study.get_trials(deepcopy=False)}  # e.g. a sweep level also fine-tuned as a start
+    fresh = [t for t in done if t.number not in taken and _plan_key(t) not in ran]
+    if not fresh or count <= 0:
+        return []
+    above = [t for t in fresh if floor is None or t.values[0] >= floor]
+    below = sorted((t for t in fresh if floor is not None and t.values[0] < floor), key=lambda t: -t.values[0])
+    chosen = outlook.pick(above, count) if outlook is not None else []
+    rest = [t for t in above if t not in chosen]
+    chosen += _spread_by_rank(rest, [d.name.lower() for d in screened.directions][:2], count - len(chosen))
+    chosen += below[:count - len(chosen)]
+    for t in chosen:
+        record = TrialRecord.of(t)
+        # not skip_if_exists (which compares parameters only): a global plan's nearest parameters may be those of a
+        # uniform plan already run, and the global plan was then skipped and a sampler trial run in its place.
+        # `taken` and `ran` above already keep a plan from being promoted twice
+        study.enqueue_trial(dict(t.params), user_attrs=TrialRecord(screen_trial=t.number, start=record.start,
+                                                                   fixed_plan=record.fixed_plan,
+                                                                   proposer=record.proposer).attrs())
+    return [t.number for t in chosen]
+
+
+def _spread_by_rank(trials: list[optuna.trial.FrozenTrial], directions: list[str], count: int
+                    ) -> list[optuna.trial.FrozenTrial]:
+    """Up to ``count`` of ``trials``, first Pareto rank first, each rank's picks evenly spaced along its cost."""
+    if not trials or count <= 0:
+        return []
+    ranks = pareto_ranks([t.values[:2] for t in trials], directions)
+    chosen: list[optuna.trial.FrozenTrial] = []
+    for rank in sorted({int(r) for r in ranks}):
+        members = sorted((t for t, r in zip(trials, ranks) if r == rank), key=lambda t: (t.values[1], t.number))
+        need = count - len(chosen)
+        if len(members) > need:
+            step = len(members) / need
+            members = [members[int(i * step)] for i in range(need)]
+        chosen += members
+        if len(chosen) >= count:
+            break
+    return chosen
+
+

@@ -1,0 +1,59 @@
+"""Promotion: what could add most to the fine-tuned front goes first, then the screened front by Pareto rank."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import optuna
+import pytest
+
+from moprune.search.calibration import ProxyLine
+from moprune.search.promotion import Outlook, _area, promote
+
+LINE = ProxyLine(slope=1.0, intercept=0.0, spread=0.0, floor=0.9, budget=0.9)
+FRONT = ((0.99, 4.0), (0.95, 3.0))  # fine-tuned, feasible: (accuracy, latency)
+
+
+def _screened(points):
+    screened = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {"ratio/global": optuna.distributions.FloatDistribution(0, 1)}
+    for i, values in enumerate(points):
+        screened.add_trial(optuna.trial.create_trial(values=list(values), params={"ratio/global": i / 10},
+                                                     distributions=dist))
+    return screened
+
+
+def test_the_area_is_moocores_hypervolume():
+    import moocore
+
+    rng = random.Random(0)
+    for _ in range(20):
+        points = [(rng.uniform(0.85, 1.0), rng.uniform(0.5, 12.0)) for _ in range(rng.randint(1, 8))]
+        inside = [p for p in points if p[0] > 0.9 and p[1] < 10.0]
+        expected = float(moocore.hypervolume(np.array(inside), ref=[0.9, 10.0], maximise=[True, False])) \
+            if inside else 0.0
+        assert _area(points, 0.9, 10.0) == pytest.approx(expected)
+
+
+def test_plans_in_the_fronts_gap_are_promoted_and_plans_it_dominates_are_not():
+    """A: as accurate as a fine-tuned plan but slower (adds nothing); B: in the gap at the fast end; C: below the
+    budget; D: a little faster than a front plan and a little more accurate."""
+    screened = _screened([(0.99, 6.0), (0.93, 1.5), (0.85, 1.0), (0.96, 2.9)])
+    outlook = Outlook(LINE, FRONT, worst_cost=10.0)
+    assert outlook.gain(list(FRONT), (0.99, 6.0)) == 0.0 and outlook.gain(list(FRONT), (0.85, 1.0)) == 0.0
+    assert outlook.gain(list(FRONT), (0.93, 1.5)) == pytest.approx((3.0 - 1.5) * 0.03)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    assert promote(screened, study, 2, outlook=outlook) == [1, 3], "the gap first, each pick joining the front"
+    # nothing left adds to the front: the rest by Pareto rank on the screened values, as without an outlook
+    assert sorted(promote(screened, study, 2, outlook=outlook)) == [0, 2]
+
+
+def test_the_line_is_read_optimistically_by_one_residual_sd():
+    screened = _screened([(0.89, 1.5)])  # its line reading is below the budget, within one sd of it
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    wide = Outlook(ProxyLine(1.0, 0.0, 0.02, 0.9, 0.9), FRONT, worst_cost=10.0)
+    assert wide.pick(screened.get_trials(), 1) == screened.get_trials()
+    narrow = Outlook(LINE, FRONT, worst_cost=10.0)
+    assert narrow.pick(screened.get_trials(), 1) == []
+    assert promote(screened, study, 1, outlook=narrow) == [0], "still promoted by rank when nothing else is left"
