@@ -4,10 +4,11 @@ A screened plan is pruned, counted (MACs, params), given a latency and scored by
 fine-tuning (``moprune.train.proxy``: a few fine-tune steps, then adaptive BN for BatchNorm models). Its latency
 is predicted by a model fitted on the plans this study measured precisely (``moprune.measure.latency_model``,
 refitted every round, stored as ``latency_predicted_ms``), or, with ``screen.latency: measure``, timed with the
-quick screen measurement (``repeats`` paired rounds, no energy): timing cost more than the proxy on small models. Screened plans live in the same storage as a study of their
-own, ``<name>.screen``, whose first objective is ``accuracy_proxy``: its values are never an accuracy, and the
-fine-tuned study holds only fine-tuned trials. Screening runs in rounds: each round screens a batch of plans,
-promotes the best not yet promoted by Pareto rank (never a weighted sum), and fine-tunes them in the main study.
+quick screen measurement (``repeats`` paired rounds, no energy): timing cost more than the proxy on small
+models. Screened plans live in the same storage as a study of their own, ``<name>.screen``, whose first objective
+is ``accuracy_proxy``: its values are never an accuracy, and the fine-tuned study holds only fine-tuned trials. Screening runs in rounds: each round screens a batch of plans,
+promotes those not yet promoted that could add most to the fine-tuned front, then the best by Pareto rank
+(``moprune.search.promotion``; never a weighted sum), and fine-tunes them in the main study.
 A round's plans come first from the allocation model (``moprune.search.allocate``: what each unit's ratio does to
 the proxy and the cost, fitted on every plan screened so far, and the plans that trade them best near the accuracy
 budget), then neighbours of the fine-tuned front's plans, then the spec's sampler, which learns from the proxies

@@ -49,6 +49,16 @@ def test_plans_in_the_fronts_gap_are_promoted_and_plans_it_dominates_are_not():
     assert sorted(promote(screened, study, 2, outlook=outlook)) == [0, 2]
 
 
+def test_no_optimistic_reading_goes_above_the_dense_models_accuracy():
+    """A slow plan with the top proxy would otherwise win on an accuracy no plan has reached (bench VGG seed 0)."""
+    line = ProxyLine(slope=1.0, intercept=0.0, spread=0.02, floor=0.9, budget=0.9)
+    capped = Outlook(line, ((0.99, 4.0),), worst_cost=10.0, ceiling=0.99)
+    assert capped.optimistic(0.995) == 0.99
+    assert capped.gain(list(capped.front), (capped.optimistic(0.995), 6.0)) == 0.0
+    uncapped = Outlook(line, ((0.99, 4.0),), worst_cost=10.0)
+    assert uncapped.gain(list(uncapped.front), (uncapped.optimistic(0.995), 6.0)) > 0.0
+
+
 def test_the_line_is_read_optimistically_by_one_residual_sd():
     screened = _screened([(0.89, 1.5)])  # its line reading is below the budget, within one sd of it
     study = optuna.create_study(directions=["maximize", "minimize"])
