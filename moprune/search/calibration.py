@@ -143,23 +143,26 @@ def fit_line(xs: list[float], ys: list[float], budget: float) -> ProxyLine:
     spread = PRIOR_RESIDUAL
     if len(xs) >= 3:
         residuals = [y - (intercept + slope * x) for x, y in zip(xs, ys)]
-        spread = max(math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2)) if len(xs) > 2 else 0.0, 0.005)
-    return ProxyLine(slope, intercept, spread, proxy_floor(xs, ys, budget), budget)
+        spread = max(math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2)), 0.005)
+    return ProxyLine(slope, intercept, spread, proxy_floor(xs, ys, budget, spread), budget)
 
 
-def proxy_floor(xs: list[float], ys: list[float], budget: float) -> float:
-    """The proxy at the accuracy budget: where the shrunk line reaches it, or lower where a fine-tuned plan with a
-    lower proxy met it.
+def proxy_floor(xs: list[float], ys: list[float], budget: float, spread: float = 0.0) -> float:
+    """The proxy at the accuracy budget: where the shrunk line comes within ``spread`` (the residual sd) of it, or
+    lower where a fine-tuned plan with a lower proxy met it.
 
     A few fine-tune steps say less about a heavily pruned plan than about a lightly pruned one: the whole fine-tune
     recovers more of what the steps have not, so the proxy falls faster than the accuracy at the cheap end and a line
     through all plans puts the floor too high there. On the bench's VGG (2026-12-03) the uniform 0.85 plan screened
     at 0.69 and met the budget (0.964) after its fine-tune, while the line through the first six plans it fine-tuned
     put the floor at 0.85, and the screen fine-tuned no plan of its own faster than 3.4x. A plan screened as low as
-    one that met the budget may meet it too.
+    one that met the budget may meet it too; and a plan the line puts within one sd of the budget may meet it, as
+    the fine-tuned plans scatter about the line (promotion reads the line as optimistically:
+    ``moprune.search.promotion``). Where the line is flat one sd moves the floor far: on that VGG the allocation
+    model's 4-5x plans screened at 0.78, under the line's floor, and promotion never weighed them.
     """
     slope, intercept = shrunk_line(xs, ys)
-    floor = (budget - intercept) / slope
+    floor = (budget - spread - intercept) / slope
     met = [x for x, y in zip(xs, ys) if y >= budget]
     return min([floor, *met])
 

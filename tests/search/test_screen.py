@@ -186,7 +186,7 @@ def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_s
     import statistics
 
     from moprune.record import baseline_of
-    from moprune.search.calibration import PRIOR_SPREAD, ProxyCalibration, proxy_floor, shrunk_line
+    from moprune.search.calibration import PRIOR_SPREAD, ProxyCalibration, fit_line, shrunk_line
     from moprune.search.context import prepare_context
 
     spec, url, study = screened_study
@@ -202,8 +202,9 @@ def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_s
             ys.append(t.values[0])
     slope, intercept = shrunk_line(xs, ys)
     budget = baseline_of(study).accuracy - spec.constraints.max_accuracy_drop
-    assert slope > 0 and floor == pytest.approx(proxy_floor(xs, ys, budget))
-    assert floor <= (budget - intercept) / slope + 1e-12
+    line = fit_line(xs, ys, budget)
+    assert slope > 0 and floor == pytest.approx(line.floor) and line.spread > 0
+    assert floor <= (budget - line.spread - intercept) / slope + 1e-12, "within one residual sd of the budget"
     if statistics.pstdev(xs) > 4 * PRIOR_SPREAD:
         plain = statistics.linear_regression(xs, ys)
         assert slope == pytest.approx(plain.slope, rel=0.1, abs=0.05), "spread proxies fit their own slope"
@@ -297,6 +298,8 @@ def test_the_proxy_floor_never_excludes_a_proxy_as_low_as_one_that_met_the_budge
     accuracy = [0.2, 0.6, 0.90, 0.95]
     slope, intercept = shrunk_line(low, accuracy)
     assert proxy_floor(low, accuracy, 0.92) == pytest.approx((0.92 - intercept) / slope)
+    # and it comes down by one residual sd of accuracy, read through the line's slope
+    assert proxy_floor(low, accuracy, 0.92, 0.01) == pytest.approx((0.92 - 0.01 - intercept) / slope)
 
 
 def test_the_proxy_line_keeps_its_own_slope_when_proxies_spread_and_slope_1_when_they_bunch():
