@@ -4,10 +4,12 @@
   wide late layers carry most of the MACs and lose little when cut.
 - ``mobilenetv2``: a MobileNetV2-style network on 16 px, whose expansion layers at the high-resolution blocks buy
   little accuracy for much latency.
-- ``resnet8``: the CIFAR ResNet-8 on 32 px. Its allocations barely beat its uniform plans: in the 3-seed bench of
-  2026-12-03 (stale BatchNorm statistics then) the front of every allocated plan that any method fine-tuned, about
-  25 a seed, held 1.00-1.05x the hypervolume of the best sweep's 24 plans on their own values, where MobileNetV2's
-  held 0.98-1.46x. It stays in the full run, not in ``--quick``.
+- ``resnet8``: the CIFAR ResNet-8 on 32 px; in the full run, not in ``--quick`` (a seed takes about 10 minutes).
+
+Whether a per-group search has anything to find on a task is measured by ``bench/headroom.py`` on a bench run's
+studies: every allocated plan any method fine-tuned against every sweep plan. On the 3-seed runs of 2026-12-03 the
+allocated front held 1.00-1.05x the better sweep's on ResNet-8 and 0.98-1.05x on MobileNetV2 (stale BatchNorm
+statistics), 0.91-1.04x on VGG and 0.88-1.07x on MobileNetV2 (recalibrated).
 
 Every method of ``bench/search_quality.py`` searches the same space under the same budgets: at least 60% of the
 dense MACs removed (``constraints.max_macs``), accuracy within the task's ``max_accuracy_drop`` of dense, accuracy

@@ -89,9 +89,10 @@ def sections(d: ReportData) -> list[Section]:
             + ("given a latency predicted by the study's latency model (never a measurement)"
                if d.screen_cost == "latency_predicted_ms" else "timed with the quick paired measurement")
             + " and scored by a proxy of their "
-            "accuracy after the fine-tune; they were never fine-tuned and are not trials of this study. The best by "
-            "Pareto rank on the proxy and the cost were promoted. Right: how the proxy ranked the promoted plans "
-            "against what their fine-tune gave.", screen_figure(d.screen, d.screen_cost)))
+            "accuracy after the fine-tune; they were never fine-tuned and are not trials of this study. Promoted "
+            "first: the plans whose accuracy, read off the proxy (calibrated on the fine-tuned plans), could add "
+            "most to the fine-tuned front; then the best by Pareto rank on the proxy and the cost. Right: how the "
+            "proxy ranked the promoted plans against what their fine-tune gave.", screen_figure(d.screen, d.screen_cost)))
     out.append(Section("table", "The Pareto set and how it was measured", "", None,
                        pareto_table_html(d) + setup_html(d)))
     return out

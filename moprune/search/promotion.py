@@ -33,8 +33,8 @@ class Outlook:
     front: tuple[tuple[float, float], ...]
     worst_cost: float
     # the dense model's accuracy: no optimistic reading goes above it. Uncapped, the line plus one sd read the
-    # slow plans with the highest proxies above every fine-tuned plan (bench VGG seed 0: uniform 0.44 at 1.6x,
-    # screened 0.994, read 1.008), and they won the promotions on accuracy no plan had reached
+    # slow plans with the highest proxies above every fine-tuned plan (bench VGG seed 0: the uniform 0.44 plan at
+    # 1.6x, screened at 0.994), and they won the promotions on accuracy no plan had reached
     ceiling: float = 1.0
 
     def optimistic(self, proxy: float) -> float:

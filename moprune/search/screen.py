@@ -213,8 +213,8 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
         if not chosen:
             log.info("nothing new to promote from the screen; the sampler proposes the remaining trials")
             break
-        log.info("promoting screened plan(s) %s (Pareto rank on %s)", ", ".join(map(str, chosen)),
-                 " x ".join(screen_objectives(spec)[:2]))
+        log.info("promoting screened plan(s) %s (what each could add to the fine-tuned front, then Pareto rank on "
+                 "%s)", ", ".join(map(str, chosen)), " x ".join(screen_objectives(spec)[:2]))
         run_until(finished_count(study) + len(chosen))
         floor, outlook = _calibrated(study, screened, proxies, spec)  # refitted with the plans just fine-tuned
         if done + n < s.plans:  # what the next round screens first: the allocation model's plans, then neighbours
