@@ -10,7 +10,8 @@ from moprune.train.proxy import adaptive_bn, batch_norms
 
 def test_the_fine_tune_re_estimates_batch_norm_statistics_after_its_steps(session_cwd):
     """A brief fine-tune leaves running statistics that mix the states it passed through (bench/recalibration.py:
-    a VGG plan read 0.57-0.63 with them, 0.95-0.96 re-estimated); the trial step re-estimates them, and only them."""
+    VGG's uniform 0.85 plan read 0.66-0.83 with them, 0.89-0.94 re-estimated); the trial step re-estimates them,
+    and only them."""
     from moprune.search.context import prepare_context
 
     def context(batches: int):
