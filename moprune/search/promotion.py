@@ -51,8 +51,9 @@ class Outlook:
         front, chosen, pool = list(self.front), [], list(trials)
         while pool and len(chosen) < count:
             points = {t.number: (self.optimistic(t.values[0]), t.values[1]) for t in pool}
-            best = max(pool, key=lambda t: (self.gain(front, points[t.number]), -t.number))
-            if self.gain(front, points[best.number]) <= 0:
+            gains = {n: self.gain(front, p) for n, p in points.items()}
+            best = max(pool, key=lambda t: (gains[t.number], -t.number))
+            if gains[best.number] <= 0:
                 break
             chosen.append(best)
             front.append(points[best.number])
@@ -61,15 +62,15 @@ class Outlook:
 
 
 def _area(points: list[tuple[float, float]], budget: float, worst: float) -> float:
-    """2-D hypervolume of (accuracy, cost) points: accuracy maximised above ``budget``, cost minimised below
-    ``worst``."""
-    inside = sorted((c, a) for a, c in points if a > budget and c < worst)
-    area, best = 0.0, budget
-    for i, (cost, accuracy) in enumerate(inside):
-        best = max(best, accuracy)
-        following = inside[i + 1][0] if i + 1 < len(inside) else worst
-        area += (following - cost) * (best - budget)
-    return area
+    """2-D hypervolume (moocore, as ``moprune.pareto``) of (accuracy, cost) points: accuracy maximised above
+    ``budget``, cost minimised below ``worst``."""
+    import moocore
+    import numpy as np
+
+    inside = [p for p in points if p[0] > budget and p[1] < worst]
+    if not inside:
+        return 0.0
+    return float(moocore.hypervolume(np.array(inside, dtype=float), ref=[budget, worst], maximise=[True, False]))
 
 
 def outlook_of(study: optuna.Study, line: ProxyLine | None, cost: str, accuracy_at: int) -> Outlook | None:
@@ -107,9 +108,8 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     outlook, by Pareto rank on the proxy and the first cost (latency where the study has it): the trade-off the
     user deploys against, not the MACs beside it, which would put every plan that is cheap in MACs but slow on the
     device on the front too. Within a rank the picks are spread evenly along the front by that cost, so one round
-    does not promote near-duplicates. With a ``floor`` (the proxy at which the calibrated line reaches the accuracy
-    budget: ``ProxyCalibration``), plans below it are ranked only when those above run out, highest proxy first:
-    a fine-tune is spent on a plan the budget may admit.
+    does not promote near-duplicates. With a ``floor`` (the lowest proxy the budget may admit: ``ProxyLine.floor``),
+    plans below it are ranked only when those above run out, highest proxy first.
     """
     done = [t for t in screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     taken = promoted(study)
@@ -151,5 +151,3 @@ def _spread_by_rank(trials: list[optuna.trial.FrozenTrial], directions: list[str
         if len(chosen) >= count:
             break
     return chosen
-
-

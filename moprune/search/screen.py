@@ -6,9 +6,10 @@ is predicted by a model fitted on the plans this study measured precisely (``mop
 refitted every round, stored as ``latency_predicted_ms``), or, with ``screen.latency: measure``, timed with the
 quick screen measurement (``repeats`` paired rounds, no energy): timing cost more than the proxy on small
 models. Screened plans live in the same storage as a study of their own, ``<name>.screen``, whose first objective
-is ``accuracy_proxy``: its values are never an accuracy, and the fine-tuned study holds only fine-tuned trials. Screening runs in rounds: each round screens a batch of plans,
-promotes those not yet promoted that could add most to the fine-tuned front, then the best by Pareto rank
-(``moprune.search.promotion``; never a weighted sum), and fine-tunes them in the main study.
+is ``accuracy_proxy``: its values are never an accuracy, and the fine-tuned study holds only fine-tuned trials.
+Screening runs in rounds: each round screens a batch of plans, promotes those not yet promoted that could add most
+to the fine-tuned front, then the best by Pareto rank (``moprune.search.promotion``; never a weighted sum), and
+fine-tunes them in the main study.
 A round's plans come first from the allocation model (``moprune.search.allocate``: what each unit's ratio does to
 the proxy and the cost, fitted on every plan screened so far, and the plans that trade them best near the accuracy
 budget), then neighbours of the fine-tuned front's plans, then the spec's sampler, which learns from the proxies
@@ -126,12 +127,10 @@ def _calibrated(study: optuna.Study, screened: optuna.Study, proxies: ProxyCalib
                 ) -> tuple[float | None, Outlook | None]:
     """The proxy floor and the promotion outlook from the fine-tuned plans so far."""
     line = proxies.line(study, screened)
-    if line is None:
-        return None, None
-    cost = screen_objectives(spec)[1] if len(screen_objectives(spec)) > 1 else None
-    if cost is None:
-        return line.floor, None
-    cost = "latency_ms" if cost == PREDICTED else cost
+    costs = screen_objectives(spec)[1:]
+    if line is None or not costs:
+        return (None if line is None else line.floor), None
+    cost = "latency_ms" if costs[0] == PREDICTED else costs[0]
     return line.floor, outlook_of(study, line, cost, spec.objectives.index("accuracy"))
 
 
