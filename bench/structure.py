@@ -9,7 +9,14 @@ seeds, times each paired with the dense model, and prints the hypervolume (accur
 "all / best sweep" well above 1 says the task has structure to exploit; near 1, no search can beat a sweep.
 The random plans' front is picked from more noisy points than each sweep's, so read small margins as none.
 
+Random plans rarely stray far from a level; ``--graded S1,S2`` adds designed allocations at the sweep's levels:
+ratios graded with depth, ``level + S x (depth - 1/2)`` over the units in forward order (S > 0 prunes the late
+layers more, as global pruning tends to on nets whose last stages are wide). ``--spec PATH`` runs on a study
+spec (its model, data, space, fine-tune and budgets; the spec's ``max_macs`` if any) instead of a bench task:
+is there anything for a search to find on your model?
+
     .venv/bin/python bench/structure.py --task resnet8 [--image-size 8] [--plans 30] [--seeds 2] [--json PATH]
+    .venv/bin/python bench/structure.py --spec studies/quickstart.yaml --plans 0 --graded 0.5,-0.5
 """
 
 from __future__ import annotations
@@ -31,9 +38,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.tasks import MAX_MACS_SHARE, TASKS, task_spec
 
 
+def graded_plan(units: list[tuple[str, ...]], level: float, slope: float, low: float, high: float
+                ) -> dict[str, float]:
+    """Each unit's ratio ``level + slope x (depth - 1/2)``, depth 0..1 over ``units`` in forward order, in [low, high]."""
+    last = max(len(units) - 1, 1)
+    return {root: round(min(max(level + slope * (i / last - 0.5), low), high), 3)
+            for i, roots in enumerate(units) for root in roots}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="resnet8", choices=sorted(TASKS))
+    parser.add_argument("--spec", default=None, help="a study spec (YAML) to probe instead of a bench task")
+    parser.add_argument("--graded", default="", help="slopes of depth-graded plans at the sweep levels, e.g. 0.5,-0.5")
     parser.add_argument("--image-size", type=int, default=None, help="override the task's image size (px)")
     parser.add_argument("--plans", type=int, default=30, help="random plans of the space (default 30)")
     parser.add_argument("--seeds", type=int, default=2, help="fine-tune seeds per plan (default 2)")
@@ -50,29 +67,37 @@ def main(argv: list[str] | None = None) -> int:
     from moprune.train.proxy import proxy_accuracy
 
     torch.set_num_threads(1)  # as bench/search_quality.py: one thread for training and timing alike
-    raw = task_spec(args.task)
+    if args.spec:
+        import yaml
+
+        raw = yaml.safe_load(Path(args.spec).read_text())
+        raw.update(device="cpu", measure={**raw.get("measure", {}), "threads": 1})
+        name = Path(args.spec).stem
+    else:
+        raw, name = task_spec(args.task), args.task
     if args.image_size:
         raw["data"] = {**raw["data"], "image_size": args.image_size}
     json_path = Path(args.json_path).resolve() if args.json_path else None  # before the chdir below
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="moprune-structure-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)  # the dense-model cache lands here
-    spec = parse_spec({**raw, "name": f"structure-{args.task}", "seed": 0, "storage": "sqlite:///:memory:"})
+    spec = parse_spec({**raw, "name": f"structure-{name}", "seed": 0, "storage": "sqlite:///:memory:"})
     ctx = prepare_context(spec)
     dense_macs = count_complexity(ctx.dense.model, ctx.trace_inputs).macs
     base = ctx.baseline()
     baseline = {"accuracy": base.accuracy, "latency_ms": base.latency_ms, "macs": base.macs}
     drop = spec.constraints.max_accuracy_drop
     seeds = [800_000_000 + s for s in range(1, args.seeds + 1)]
-    print(f"{args.task} at {spec.data.image_size} px: dense accuracy {base.accuracy:.4f}, {base.latency_ms:.2f} ms, "
-          f"{dense_macs / 1e6:.2f}M MACs, {len(ctx.units)} units; plans keep at most {MAX_MACS_SHARE:.0%} of the MACs",
-          flush=True)
+    max_macs = spec.constraints.max_macs if args.spec else dense_macs * MAX_MACS_SHARE
+    print(f"{name} at {spec.data.image_size} px: dense accuracy {base.accuracy:.4f}, {base.latency_ms:.2f} ms, "
+          f"{dense_macs / 1e6:.2f}M MACs, {len(ctx.units)} units; plans keep at most "
+          f"{'any share' if max_macs is None else f'{max_macs / dense_macs:.0%}'} of the MACs", flush=True)
     rows: list[dict[str, Any]] = []
 
     def run(plan: dict[str, float], kind: str) -> None:
         pruned = ctx.prune(plan)
         macs = count_complexity(pruned.model, ctx.trace_inputs).macs
-        if macs > dense_macs * MAX_MACS_SHARE:
+        if max_macs is not None and macs > max_macs:
             return
         t0 = time.perf_counter()
         speedup = ctx.measure(pruned.model, energy=False).latency.speedup
@@ -93,10 +118,13 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     r = spec.prune.ratio
+    slopes = [float(x) for x in args.graded.split(",") if x.strip()]
     for k in range(12):
         level = round(r.low + (r.high - r.low) * k / 11, 3)
         run({root: level for u in ctx.units for root in u.roots}, f"uniform {level}")
         run(ctx.global_plan(level), f"global {level}")
+        for slope in slopes:
+            run(graded_plan([u.roots for u in ctx.units], level, slope, r.low, r.high), f"graded{slope:+} {level}")
     rng = random.Random(1)
     tries = 0
     while sum(1 for row in rows if row["kind"] == "random") < args.plans and tries < args.plans * 30:
@@ -110,15 +138,18 @@ def main(argv: list[str] | None = None) -> int:
         return front_hypervolume([row for row in rows if row["kind"].split()[0] in kinds], "latency_ms", baseline,
                                  drop)
 
-    uniform, global_, random_, every = hv({"uniform"}), hv({"global"}), hv({"random"}), hv({"uniform", "global",
-                                                                                             "random"})
+    uniform, global_, random_ = hv({"uniform"}), hv({"global"}), hv({"random"})
+    every = hv({row["kind"].split()[0] for row in rows})
     best = max(uniform, global_)
+    for slope in slopes:
+        graded = hv({f"graded{slope:+}"})
+        print(f"hypervolume: graded {slope:+}: {graded:.4f}, / best sweep {graded / best if best else float('nan'):.2f}")
     correlation = spearman([row["proxy"] for row in rows], [row["accuracy"] for row in rows])
     print(f"hypervolume: uniform {uniform:.4f}, global {global_:.4f}, random plans {random_:.4f}, all {every:.4f}; "
           f"all / best sweep {every / best if best else float('nan'):.2f}, random / best sweep "
           f"{random_ / best if best else float('nan'):.2f}; proxy Spearman {correlation:.2f} over {len(rows)} plans")
     if json_path:
-        json_path.write_text(json.dumps({"task": args.task, "image_size": spec.data.image_size,
+        json_path.write_text(json.dumps({"task": name, "image_size": spec.data.image_size,
                                                     "baseline": baseline, "rows": rows,
                                                     "hv": {"uniform": uniform, "global": global_,
                                                            "random": random_, "all": every}}, indent=1))

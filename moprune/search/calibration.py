@@ -128,6 +128,10 @@ class ProxyLine:
     spread: float  # residual sd of the fine-tuned plans about the line (PRIOR_RESIDUAL until 3 of them)
     floor: float
     budget: float
+    # the highest proxy of a fine-tuned plan under the floor (every such plan missed the budget, or the floor would
+    # be its proxy): between it and the floor the line is untested (``moprune.search.promotion.probe``); None when
+    # no fine-tuned plan lies under the floor
+    missed_below: float | None = None
 
     def accuracy(self, proxy: float) -> float:
         return self.intercept + self.slope * proxy
@@ -144,7 +148,8 @@ def fit_line(xs: list[float], ys: list[float], budget: float) -> ProxyLine:
     if len(xs) >= 3:
         residuals = [y - (intercept + slope * x) for x, y in zip(xs, ys)]
         spread = max(math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2)), 0.005)
-    return ProxyLine(slope, intercept, spread, proxy_floor(xs, ys, budget, spread), budget)
+    floor = proxy_floor(xs, ys, budget, spread)
+    return ProxyLine(slope, intercept, spread, floor, budget, max((x for x in xs if x < floor), default=None))
 
 
 def proxy_floor(xs: list[float], ys: list[float], budget: float, spread: float = 0.0) -> float:

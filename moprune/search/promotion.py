@@ -9,11 +9,24 @@ would add to the fine-tuned front's hypervolume if it reached the proxy line's a
 optimistic reading: the line is fitted on few plans; never above the dense model's accuracy), as indicator-based
 selection does (SMS-EMOA); a plan the front already dominates adds nothing, a plan in the front's gap at the fast
 end adds most.
+
+The proxy floor (``ProxyLine.floor``) is read off a line fitted on the plans fine-tuned so far, and under the
+lowest of their proxies it is an extrapolation. A few fine-tune steps say least about the most heavily pruned
+plans, so the line can put the floor too high there, and no plan under it is then weighed: in the quickstart
+(ResNet-18, 2-step proxies, 2026-12-03) the floor sat at a proxy of 0.69, global pruning at 0.9 screened at 0.44,
+and all but one screened plan faster than 2.9x lay under the floor. ``probe`` spends one promotion of a round on a
+plan under the floor, halving the proxy interval where the floor is untested each time: met, the floor drops to
+its proxy; missed, it bounds the interval. It is ``search.screen.probe``, off by default: on the bench's tasks
+(8-step proxies) the screen with it read 0.93x and 0.94x the better sweep (medians over 3 seeds) against 1.02x and
+0.96x without (``bench/search_quality.py --quick --seeds 3``, README): the fine-tunes it spent were needed more
+above the floor.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 from dataclasses import dataclass
 
 import optuna
@@ -22,6 +35,11 @@ from optuna.trial import TrialState
 from ..pareto import pareto_ranks
 from ..record import TrialRecord, baseline_of
 from .calibration import ProxyLine
+
+log = logging.getLogger(__name__)
+
+#: Proxy interval under the floor narrower than this is not probed: the fine-tune's own seed noise is about as wide.
+MIN_PROBE_GAP = 0.02
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,30 @@ def _area(points: list[tuple[float, float]], budget: float, worst: float) -> flo
     return float(moocore.hypervolume(np.array(inside, dtype=float), ref=[budget, worst], maximise=[True, False]))
 
 
+def probe(below: list[optuna.trial.FrozenTrial], outlook: Outlook) -> optuna.trial.FrozenTrial | None:
+    """The screened plan under the floor whose fine-tune tests the floor, or None.
+
+    Only plans faster (first cost) than the fastest feasible fine-tuned plan, and with a proxy above every
+    fine-tuned plan that lies under the floor (those all missed the budget): the interval between the two is where
+    the line is untested. Of the plans in its upper half the fastest, or the one with the highest proxy when none is
+    there: bisection on the floor, aimed at the fast end the front lacks.
+    """
+    line = outlook.line
+    fastest = min((cost for _, cost in outlook.front), default=math.inf)
+    pool = [t for t in below if t.values[1] < fastest
+            and (line.missed_below is None or t.values[0] > line.missed_below)]
+    if not pool:
+        return None
+    low = line.missed_below if line.missed_below is not None else min(t.values[0] for t in pool)
+    if line.floor - low < MIN_PROBE_GAP:
+        return None
+    middle = (low + line.floor) / 2
+    upper = [t for t in pool if t.values[0] >= middle]
+    if upper:
+        return min(upper, key=lambda t: (t.values[1], t.number))
+    return max(pool, key=lambda t: (t.values[0], -t.number))
+
+
 def outlook_of(study: optuna.Study, line: ProxyLine | None, cost: str, accuracy_at: int) -> Outlook | None:
     """The outlook of ``study`` on its first cost ``cost`` (``latency_ms``, ``macs`` or ``params``): None without a
     line (no accuracy budget) or a dense baseline."""
@@ -99,7 +141,7 @@ def _plan_key(trial: optuna.trial.FrozenTrial) -> str:
 
 
 def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: float | None = None,
-            outlook: Outlook | None = None) -> list[int]:
+            outlook: Outlook | None = None, probing: bool = False) -> list[int]:
     """Queue the ``count`` best screened plans not yet promoted into ``study``.
 
     With an ``outlook`` (the proxy line and the fine-tuned front), first the plans whose optimistic accuracy (the
@@ -109,7 +151,8 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     user deploys against, not the MACs beside it, which would put every plan that is cheap in MACs but slow on the
     device on the front too. Within a rank the picks are spread evenly along the front by that cost, so one round
     does not promote near-duplicates. With a ``floor`` (the lowest proxy the budget may admit: ``ProxyLine.floor``),
-    plans below it are ranked only when those above run out, highest proxy first.
+    plans below it are ranked only when those above run out, highest proxy first; but with ``probing``, an outlook
+    and room for two or more, one plan under the floor is promoted to test it (``probe``).
     """
     done = [t for t in screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     taken = promoted(study)
@@ -119,10 +162,19 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
         return []
     above = [t for t in fresh if floor is None or t.values[0] >= floor]
     below = sorted((t for t in fresh if floor is not None and t.values[0] < floor), key=lambda t: -t.values[0])
-    chosen = outlook.pick(above, count) if outlook is not None else []
+    tester = probe(below, outlook) if probing and outlook is not None and count >= 2 else None
+    room = count - (tester is not None)
+    chosen = outlook.pick(above, room) if outlook is not None else []
     rest = [t for t in above if t not in chosen]
-    chosen += _spread_by_rank(rest, [d.name.lower() for d in screened.directions][:2], count - len(chosen))
-    chosen += below[:count - len(chosen)]
+    chosen += _spread_by_rank(rest, [d.name.lower() for d in screened.directions][:2], room - len(chosen))
+    if tester is not None:
+        assert outlook is not None
+        log.info("probing the proxy floor %.3f with screened plan %d (proxy %.3f): the line from proxy to accuracy "
+                 "is untested there, %s", outlook.line.floor, tester.number, tester.values[0],
+                 "no fine-tuned plan lies under the floor" if outlook.line.missed_below is None
+                 else f"between {outlook.line.missed_below:.3f} (a fine-tuned plan that missed the budget) and the floor")
+        chosen.append(tester)
+    chosen += [t for t in below if t is not tester][:count - len(chosen)]
     for t in chosen:
         record = TrialRecord.of(t)
         # not skip_if_exists (which compares parameters only): a global plan's nearest parameters may be those of a

@@ -208,7 +208,8 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
                      "in all", n, time.monotonic() - t0, s.proxy, latency, allocated, done + n)
         quota = promote_n[min(round_no, len(promote_n) - 1)]
         round_no += 1
-        chosen = promote(screened, study, min(quota, target - finished_count(study)), floor=floor, outlook=outlook)
+        chosen = promote(screened, study, min(quota, target - finished_count(study)), floor=floor, outlook=outlook,
+                         probing=s.probe)
         if not chosen:
             log.info("nothing new to promote from the screen; the sampler proposes the remaining trials")
             break

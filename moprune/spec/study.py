@@ -39,6 +39,11 @@ class ScreenSpec(_Section):
     # one costs a fine-tune whether or not it is any good), or only screened as the sweep, so that each is fine-tuned
     # only when promoted (screen: every fine-tune goes to a plan the screen ranked best; needs sweep >= 2)
     starts: Literal["finetune", "screen"] = "finetune"
+    # one promotion a round (of two or more) spent on a plan under the proxy floor while the line is untested there
+    # (moprune.search.promotion.probe). Off by default: on the bench's VGG and MobileNetV2 (8-step proxies) it cost
+    # fine-tunes the floor did not need; on the quickstart's ResNet-18 (2-step proxies, which read fast plans far
+    # too low) it found the fast plans the floor had hidden
+    probe: bool = False
 
 
 SAMPLER_CLASSES = {"nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler", "tpe": "TPESampler", "gp": "GPSampler",

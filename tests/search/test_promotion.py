@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from moprune.search.calibration import ProxyLine
-from moprune.search.promotion import Outlook, _area, promote
+from moprune.search.promotion import MIN_PROBE_GAP, Outlook, _area, probe, promote
 
 LINE = ProxyLine(slope=1.0, intercept=0.0, spread=0.0, floor=0.9, budget=0.9)
 FRONT = ((0.99, 4.0), (0.95, 3.0))  # fine-tuned, feasible: (accuracy, latency)
@@ -67,3 +67,44 @@ def test_the_line_is_read_optimistically_by_one_residual_sd():
     narrow = Outlook(LINE, FRONT, worst_cost=10.0)
     assert narrow.pick(screened.get_trials(), 1) == []
     assert promote(screened, study, 1, outlook=narrow) == [0], "still promoted by rank when nothing else is left"
+
+
+def test_one_promotion_a_round_tests_an_untested_floor_with_the_fastest_plan_in_its_upper_half():
+    """Under the floor (0.7) the line is an extrapolation: 0.40 missed the budget, (0.40, 0.70) is untested.
+
+    0: above the floor, in the front's gap; 1: under it and slower than the front's fastest plan (adds nothing if it
+    met the budget); 2, 3: the interval's upper half (>= 0.55), 3 the faster; 4: its lower half; 5: at or below
+    the plan that missed."""
+    line = ProxyLine(1.0, 0.25, 0.01, floor=0.70, budget=0.95, missed_below=0.40)
+    outlook = Outlook(line, ((0.97, 4.0),), worst_cost=10.0, ceiling=0.99)
+    screened = _screened([(0.74, 3.5), (0.65, 5.0), (0.66, 2.0), (0.58, 1.5), (0.45, 1.0), (0.40, 0.5)])
+    below = sorted((t for t in screened.get_trials() if t.values[0] < line.floor), key=lambda t: -t.values[0])
+    assert probe(below, outlook).number == 3
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    assert promote(screened, study, 2, floor=line.floor, outlook=outlook, probing=True) == [0, 3]
+    alone = optuna.create_study(directions=["maximize", "minimize"])
+    assert promote(screened, alone, 1, floor=line.floor, outlook=outlook, probing=True) == [0], \
+        "a round of one is not spent on it"
+    off = optuna.create_study(directions=["maximize", "minimize"])
+    assert promote(screened, off, 2, floor=line.floor, outlook=outlook) == [0, 2], \
+        "not probing (the default): under the floor only when nothing above is left, highest proxy first"
+
+
+def test_with_no_plan_in_the_upper_half_the_highest_proxy_is_probed_and_a_narrow_interval_is_not():
+    outlook = Outlook(ProxyLine(1.0, 0.25, 0.01, floor=0.70, budget=0.95, missed_below=0.40), (), worst_cost=10.0)
+    screened = _screened([(0.45, 1.0), (0.50, 2.0), (0.40, 0.5)])
+    below = sorted(screened.get_trials(), key=lambda t: -t.values[0])
+    assert probe(below, outlook).number == 1, "no front yet: any plan may extend it"
+    narrow = Outlook(ProxyLine(1.0, 0.25, 0.01, floor=0.70, budget=0.95, missed_below=0.70 - MIN_PROBE_GAP / 2),
+                     (), worst_cost=10.0)
+    assert probe(_screened([(0.695, 1.0)]).get_trials(), narrow) is None
+    untested = Outlook(ProxyLine(1.0, 0.25, 0.01, floor=0.70, budget=0.95), (), worst_cost=10.0)
+    assert probe(below, untested).number == 1, "without a miss, the interval runs from the lowest candidate (0.40)"
+
+
+def test_the_line_knows_the_highest_fine_tuned_proxy_under_its_floor():
+    from moprune.search.calibration import fit_line
+
+    line = fit_line([0.9, 0.8, 0.7, 0.5], [0.99, 0.97, 0.93, 0.85], budget=0.96)
+    assert 0.7 < line.floor < 0.8 and line.missed_below == 0.7
+    assert fit_line([0.9, 0.8], [0.99, 0.97], budget=0.96).missed_below is None
