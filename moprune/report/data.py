@@ -55,6 +55,7 @@ class ReportData:
     counts: dict[str, int] = field(default_factory=dict)  # trials per status
     screen: pd.DataFrame | None = None  # moprune.report.screen.SCREEN_COLUMNS, when the study screens
     screen_cost: str = "latency_ms"
+    screen_probe: bool = False  # search.screen.probe: promotion tested the proxy floor
     pick: Pick | None = None  # the trial `dashboard --pick RULE` chose (e.g. a weighted pick), marked in the report
     pick_rule: str | None = None
     sparsity_note: str | None = None  # unstructured / N:M: zeroed weights run at dense speed (with what was measured)
@@ -94,6 +95,7 @@ def report_data(study: optuna.Study, spec: StudySpec, screened: optuna.Study | N
         counts={s: int((trials["status"] == s).sum()) for s in STATUSES}, pick=picked, pick_rule=pick,
         sparsity_note=sparsity_note(study),
         **(dict(zip(("screen", "screen_cost"), screen_frame(screened, study))) if screened is not None else {}),
+        screen_probe=spec.search.screen.probe,
     )
 
 
@@ -285,7 +287,8 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
                          f"starting plans {'screened' if s.screen.starts == 'screen' else 'fine-tuned first'}, "
                          f"{s.screen.rounds} rounds, {s.screen.neighbours} neighbours per front plan, "
                          + (f"{s.screen.allocate:.0%} of each later round from the allocation model"
-                            if s.screen.allocate else "no allocation model")}
+                            if s.screen.allocate else "no allocation model")
+                         + ("; the proxy floor probed" if s.screen.probe else "")}
            if s.screen.plans else {}),
         "measurement": f"batch {m.batch_size}, {m.warmup} warm-up, {m.repeats} repeats",
         "constraints": ", ".join(f"{k} {v}" for k, v in c.model_dump().items() if v is not None) or "none",

@@ -91,10 +91,10 @@ def sections(d: ReportData) -> list[Section]:
             + " and scored by a proxy of their "
             "accuracy after the fine-tune; they were never fine-tuned and are not trials of this study. Promoted "
             "first: the plans whose accuracy, read off the proxy (calibrated on the fine-tuned plans), could add "
-            "most to the fine-tuned front; then the best by Pareto rank on the proxy and the cost; and, while "
-            "the proxy at the accuracy budget was an untested extrapolation, one plan a round from under it, to "
-            "test it. Right: how the "
-            "proxy ranked the promoted plans against what their fine-tune gave.",
+            "most to the fine-tuned front; then the best by Pareto rank on the proxy and the cost"
+            + ("; and, while the proxy at the accuracy budget was an untested extrapolation, one plan a round from "
+               "under it, to test it" if d.screen_probe else "")
+            + ". Right: how the proxy ranked the promoted plans against what their fine-tune gave.",
             screen_figure(d.screen, d.screen_cost)))
     out.append(Section("table", "The Pareto set and how it was measured", "", None,
                        pareto_table_html(d) + setup_html(d)))

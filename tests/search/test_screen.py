@@ -179,6 +179,12 @@ def test_the_report_draws_the_screened_plans_in_a_section_of_their_own(screened_
         "latency predicted by the study's latency model (never a measurement)" in page
     assert "timed with the quick paired measurement" not in page
     assert "latency predicted by the latency model, starting plans fine-tuned first" in page
+    # the report says the floor was probed only where the study did (search.screen.probe)
+    assert "untested extrapolation" not in page and "proxy floor probed" not in page
+    probed = spec.model_copy(update={"search": spec.search.model_copy(
+        update={"screen": spec.search.screen.model_copy(update={"probe": True})})})
+    page = render_html(report_data(study, probed, open_screen_study(spec, url)))
+    assert "untested extrapolation" in page and "the proxy floor probed" in page
 
 
 def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_study):
