@@ -10,9 +10,9 @@ from moprune.spec import parse_spec
 from tests.helpers import ROOT
 
 
-def _screening_row(allocate: float) -> str:
+def _screening_row(allocate: float, probe: bool = False) -> str:
     raw = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
-    raw["search"]["screen"]["allocate"] = allocate
+    raw["search"]["screen"].update(allocate=allocate, probe=probe)
     spec = parse_spec(raw)
     study = optuna.create_study(directions=spec.directions)
     return _setup(study, spec, {})["methods"]["screening"]
@@ -21,3 +21,8 @@ def _screening_row(allocate: float) -> str:
 def test_the_methods_table_says_how_much_of_the_screen_the_allocation_model_proposes():
     assert _screening_row(0.5).endswith("50% of each later round from the allocation model")
     assert _screening_row(0.0).endswith("no allocation model")
+
+
+def test_the_methods_table_says_whether_the_proxy_floor_was_probed():
+    assert _screening_row(0.5, probe=True).endswith("allocation model; the proxy floor probed")
+    assert "probed" not in _screening_row(0.5)
