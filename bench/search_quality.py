@@ -22,6 +22,9 @@ second views. The proxy's rank
 correlation with accuracy after the fine-tune is measured per task on random plans of the space.
 
     .venv/bin/python bench/search_quality.py [--seeds 3] [--tasks resnet8,vgg,mobilenetv2] [--json PATH] [--quick]
+    .venv/bin/python bench/search_quality.py --from-json PATH   # a saved run's tables again, nothing re-run
+
+Under each table, the re-evaluation noise: each front's hypervolume on one fresh fine-tune seed against another's.
 """
 
 from __future__ import annotations
@@ -158,6 +161,41 @@ def best_at_speedup(rows: list[dict[str, Any]], min_speedup: float) -> float | N
     return max(accs) if accs else None
 
 
+def fresh_seed_hypervolumes(rows: list[dict[str, Any]], baseline: dict[str, float], drop: float) -> list[float]:
+    """The front's hypervolume on each fresh fine-tune seed alone (rows: re-timed, with ``accuracies_fresh``).
+
+    The same plans, fine-tuned again with another data order, give another hypervolume: how far apart these are is
+    the measurement's own noise, against which a method's lead must be read.
+    """
+    counts = {len(r.get("accuracies_fresh") or ()) for r in rows}
+    if len(counts) != 1 or 0 in counts:
+        return []
+    return [front_hypervolume([{**r, "accuracy": r["accuracies_fresh"][k]} for r in rows], "latency_ms", baseline,
+                              drop) for k in range(counts.pop())]
+
+
+def reeval_noise(runs: list[dict[str, Any]]) -> dict[str, float | int | None]:
+    """Over every front of ``runs``: the ratio of its largest to its smallest single-fresh-seed hypervolume.
+
+    Median and max over fronts with a positive hypervolume on every seed. The hypervolume the table shows is the
+    mean over the seeds, so its own noise is smaller (about the ratio's excess over 1 divided by the square root of
+    the seed count), but a method's lead of the same size as this ratio's excess is within what one re-evaluation
+    moves by chance.
+    """
+    ratios = [max(h) / min(h) for r in runs for h in [r.get("hv_per_fresh_seed") or []] if len(h) > 1 and min(h) > 0]
+    if not ratios:
+        return {"median": None, "max": None, "fronts": 0}
+    return {"median": statistics.median(ratios), "max": max(ratios), "fronts": len(ratios)}
+
+
+def noise_line(runs: list[dict[str, Any]]) -> str:
+    noise = reeval_noise(runs)
+    if not noise["fronts"]:
+        return "re-evaluation noise: - (one fresh seed per front point)"
+    return (f"re-evaluation noise: the same front's HV on one fresh fine-tune seed over another's, median "
+            f"{noise['median']:.3f}, max {noise['max']:.3f} over {noise['fronts']} fronts")
+
+
 # --- one method, one seed --------------------------------------------------------------------------------------------
 
 class Reevaluator:
@@ -252,6 +290,7 @@ def score_run(run: dict[str, Any], speedups: dict[str, float]) -> dict[str, Any]
     searched = [{**r, "latency_ms": r["latency_ms_search"]} for r in rows]
     return {**run, "candidates": rows,
             "hv": front_hypervolume(rows, "latency_ms", baseline, drop),
+            "hv_per_fresh_seed": fresh_seed_hypervolumes(rows, baseline, drop),
             "hv_search_timing": front_hypervolume(searched, "latency_ms", baseline, drop),
             "hv_macs": front_hypervolume(rows, "macs", baseline, drop),
             "best_accuracy_at_3x": best_at_speedup(rows, 3.0),
@@ -379,7 +418,31 @@ def run_task(task: str, seeds: list[int], budget: Budget, workdir: Path, log) ->
                             "hv_macs": [r["hv_macs"] for r in runs if r["method"] == m],
                             "best_accuracy_at_3x": [r["best_accuracy_at_3x"] for r in runs if r["method"] == m],
                             "wall_s": [r["wall_s"] for r in runs if r["method"] == m]} for m in METHODS},
-            "table": task_table(runs)}
+            "reeval_noise": reeval_noise(runs), "table": task_table(runs)}
+
+
+def print_tables(results: dict[str, Any], seeds: list[int], proxy: str, log) -> None:
+    """Each task's table, the proxy's rank correlation and the re-evaluation noise."""
+    for task, result in results.items():
+        log(f"{task}: median (min-max) over seeds {seeds}; HV of the feasible front's fresh-seed means, accuracy x "
+            "latency paired against dense (reference: twice the task's accuracy budget below dense accuracy, 1.1 x dense "
+            "latency); proxy "
+            f"{proxy} Spearman " + (f"{result['proxy_spearman']:.2f}" if result["proxy_spearman"] is not None
+                                    else "-"))
+        log(result["table"])
+        log(noise_line(result["runs"]))
+        log("")
+
+
+def rescored(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved result (``--json``) with what this version computes from its runs: tables and re-evaluation noise
+    (runs saved before the per-seed hypervolumes existed get them from their fresh accuracies)."""
+    results = {}
+    for task, result in saved["tasks"].items():
+        runs = [{**r, "hv_per_fresh_seed": r.get("hv_per_fresh_seed")
+                 or fresh_seed_hypervolumes(r["candidates"], r["baseline"], r["drop"])} for r in result["runs"]]
+        results[task] = {**result, "runs": runs, "reeval_noise": reeval_noise(runs), "table": task_table(runs)}
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,9 +465,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", default=None,
                         help="the screen's budget as key=value pairs, e.g. n_trials=20,plans=40,allocate=0.5")
     parser.add_argument("--json", dest="json_path", default=None, help="write the numbers to this JSON file")
+    parser.add_argument("--from-json", dest="from_json", default=None,
+                        help="print the tables of a saved result (--json) again, with what this version adds, and "
+                             "run nothing")
     parser.add_argument("--workdir", default=None, help="studies and the dense-model cache (default: a temporary "
                                                         "directory, removed at the end)")
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        print_tables(rescored(saved), saved["seeds"], saved["budget"]["proxy"], lambda msg: print(msg, flush=True))
+        return 0
     tasks = ([t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks
              else default_tasks(quick=args.quick))
     unknown = [t for t in tasks if t not in TASKS]
@@ -462,14 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         for task in tasks:
             results[task] = run_task(task, seeds, budget, studies, log)
     log("")
-    for task, result in results.items():
-        log(f"{task}: median (min-max) over seeds {seeds}; HV of the feasible front's fresh-seed means, accuracy x "
-            "latency paired against dense (reference: twice the task's accuracy budget below dense accuracy, 1.1 x dense "
-            "latency); proxy "
-            f"{budget.proxy} Spearman " + (f"{result['proxy_spearman']:.2f}" if result["proxy_spearman"] is not None
-                                            else "-"))
-        log(result["table"])
-        log("")
+    print_tables(results, seeds, budget.proxy, log)
     wall = time.perf_counter() - start
     log(f"total wall time {wall / 60:.1f} min")
     if json_path:

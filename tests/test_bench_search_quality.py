@@ -99,3 +99,32 @@ def test_a_run_is_scored_on_its_front_timed_again_not_on_the_searchs_own_timing(
     assert scored["hv_search_timing"] == sq.front_hypervolume([{"accuracy": 0.9, "latency_ms": 2.5}], "latency_ms",
                                                               baseline, 0.05) > scored["hv"]
     assert scored["fastest_feasible"] == 2.0 and scored["best_accuracy_at_3x"] is None
+
+
+def test_each_fresh_seed_scores_the_same_front_alone_and_their_spread_is_the_noise():
+    baseline = {"accuracy": 0.9, "latency_ms": 10.0, "macs": 100.0}
+    rows = [{"accuracies_fresh": [0.9, 0.86], "latency_ms": 5.0}, {"accuracies_fresh": [0.88, 0.88], "latency_ms": 4.0}]
+    one = sq.fresh_seed_hypervolumes(rows, baseline, 0.05)
+    assert one == [sq.front_hypervolume([{"accuracy": a, "latency_ms": r["latency_ms"]} for r, a in zip(rows, accs)],
+                                        "latency_ms", baseline, 0.05) for accs in ([0.9, 0.88], [0.86, 0.88])]
+    assert one[0] > one[1] > 0, "the second seed's 0.86 is under the budget: only the 0.88 point counts"
+    runs = [{"hv_per_fresh_seed": one}, {"hv_per_fresh_seed": [0.02, 0.02]}, {"hv_per_fresh_seed": [0.0, 0.01]}]
+    noise = sq.reeval_noise(runs)
+    assert noise["fronts"] == 2, "a front with no feasible point on one seed has no ratio"
+    assert noise["max"] == pytest.approx(one[0] / one[1]) and noise["median"] == pytest.approx((one[0] / one[1] + 1) / 2)
+    assert sq.reeval_noise([{"hv_per_fresh_seed": [0.02]}])["median"] is None
+
+
+def test_a_saved_result_is_rescored_with_the_noise_it_did_not_store():
+    baseline = {"accuracy": 0.9, "latency_ms": 10.0, "macs": 100.0}
+    cand = {"accuracies_fresh": [0.9, 0.88], "accuracy": 0.89, "latency_ms": 5.0, "macs": 40.0, "speedup": 2.0}
+    run = {"method": "uniform", "seed": 0, "baseline": baseline, "drop": 0.05, "candidates": [cand], "hv": 0.03,
+           "hv_macs": 0.04, "best_accuracy_at_3x": None, "fastest_feasible": 2.0, "fine_tuned": 5, "screened": 0,
+           "wall_s": 10.0}
+    saved = {"tasks": {"vgg": {"proxy_spearman": 0.9, "runs": [run]}}, "seeds": [0], "budget": {"proxy": "finetune"}}
+    result = sq.rescored(saved)["vgg"]
+    assert result["runs"][0]["hv_per_fresh_seed"] == sq.fresh_seed_hypervolumes([cand], baseline, 0.05)
+    assert result["reeval_noise"]["fronts"] == 1 and "uniform" in result["table"]
+    lines: list[str] = []
+    sq.print_tables(sq.rescored(saved), [0], "finetune", lines.append)
+    assert any(line.startswith("re-evaluation noise: ") and "over 1 fronts" in line for line in lines)
