@@ -21,7 +21,7 @@ rounds. The hypervolume (``moprune.pareto.hypervolume``) is computed on the fres
 second views. The proxy's rank
 correlation with accuracy after the fine-tune is measured per task on random plans of the space.
 
-    .venv/bin/python bench/search_quality.py [--seeds 3] [--tasks resnet8,vgg,mobilenetv2] [--json PATH] [--quick]
+    .venv/bin/python bench/search_quality.py [--seeds 3] [--tasks resnet8,vgg,mobilenetv2,...] [--json PATH] [--quick]
     .venv/bin/python bench/search_quality.py --from-json PATH   # a saved run's tables again, nothing re-run
 
 Under each table, the re-evaluation noise: each front's hypervolume on one fresh fine-tune seed against another's.
@@ -48,7 +48,8 @@ from bench.tasks import MAX_MACS_SHARE, TASKS, task_spec
 
 METHODS = ("screen", "uniform", "global", "sampler")
 
-#: --quick's tasks: the two with structure for an allocation to exploit (bench/tasks.py); a full run adds ResNet-8
+#: --quick's tasks: the two with structure for an allocation to exploit (bench/tasks.py); a full run adds
+#: ResNet-8 and ResNet-20
 QUICK_TASKS = ("vgg", "mobilenetv2")
 
 

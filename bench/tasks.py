@@ -5,11 +5,14 @@
 - ``mobilenetv2``: a MobileNetV2-style network on 16 px, whose expansion layers at the high-resolution blocks buy
   little accuracy for much latency.
 - ``resnet8``: the CIFAR ResNet-8 on 32 px; in the full run, not in ``--quick`` (a seed takes about 10 minutes).
+- ``resnet20``: the CIFAR ResNet-20 (three blocks a stage, 12 groups) on 16 px, for ``bench/structure.py``: does a
+  deeper network with twice the groups leave more for an allocation to find? In the full run too.
 
 Whether a per-group search has anything to find on a task is measured by ``bench/headroom.py`` on a bench run's
 studies: every allocated plan any method fine-tuned against every sweep plan. On the 3-seed runs of 2026-12-03 the
 allocated front held 1.00-1.05x the better sweep's on ResNet-8 and 0.98-1.05x on MobileNetV2 (stale BatchNorm
-statistics), 0.91-1.04x on VGG and 0.88-1.07x on MobileNetV2 (recalibrated).
+statistics), 0.91-1.04x on VGG and 0.88-1.07x on MobileNetV2 (recalibrated). ``bench/structure.py --task resnet20``
+asks the same of designed and random plans: all pooled, 1.02x the better sweep (uniform) on ResNet-20.
 
 Every method of ``bench/search_quality.py`` searches the same space under the same budgets: at least 60% of the
 dense MACs removed (``constraints.max_macs``), accuracy within the task's ``max_accuracy_drop`` of dense, accuracy
@@ -69,6 +72,11 @@ class CompactResNet(nn.Module):
 def resnet8(num_classes: int = 10) -> nn.Module:
     """ResNet-8: 6 DependencyGraph groups (4 blocks), 12.7M MACs on 32-px images (0.79M on the raw 8x8 digits)."""
     return CompactResNet(num_classes, blocks=1)
+
+
+def resnet20(num_classes: int = 10) -> nn.Module:
+    """ResNet-20 (He et al. 2016, sec. 4.2): 12 DependencyGraph groups (9 blocks), 10.3M MACs on 16-px images."""
+    return CompactResNet(num_classes, blocks=3)
 
 
 class InvertedResidual(nn.Module):
@@ -164,6 +172,12 @@ TASKS: dict[str, dict[str, Any]] = {
     "resnet8": {
         "model": {"arch": "bench.tasks:resnet8", "pretrain": {"epochs": 10, "lr": 0.05, "batch_size": 128}},
         "data": {"image_size": 32},
+        "finetune": {"steps": 30, "lr": 0.01, "batch_size": 128, "optimizer": "sgd"},
+        "measure": {"batch_size": 64},
+    },
+    "resnet20": {
+        "model": {"arch": "bench.tasks:resnet20", "pretrain": {"epochs": 10, "lr": 0.05, "batch_size": 128}},
+        "data": {"image_size": 16},
         "finetune": {"steps": 30, "lr": 0.01, "batch_size": 128, "optimizer": "sgd"},
         "measure": {"batch_size": 64},
     },

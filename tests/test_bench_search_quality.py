@@ -75,7 +75,7 @@ def test_fresh_seeds_are_shared_and_unlike_any_trial_seed():
     assert len(set(fresh)) == 9 and not trial_seeds & set(fresh)
 
 
-@pytest.mark.parametrize("task, px, groups", [("resnet8", 32, 6), ("vgg", 32, 6), ("mobilenetv2", 16, 11)])
+@pytest.mark.parametrize("task, px, groups", [("resnet8", 32, 6), ("resnet20", 16, 12), ("vgg", 32, 6), ("mobilenetv2", 16, 11)])
 def test_bench_models_have_groups_for_an_allocation_to_exploit(task, px, groups):
     from moprune.pruning import apply_plan, discover_groups
 
