@@ -78,6 +78,7 @@ class Budget:
     proxy_plans: int = 16  # random plans of the proxy check
     finetune_steps: int | None = None  # the task's own (30) unless set: a longer fine-tune makes screening cheaper
     allocate: float = 0.5  # share of a round's screened plans proposed by the allocation model (search.screen)
+    explore: float = 0.5  # share of a round's screened plans left to the sampler (search.screen.explore)
     # the screen's uniform and global starting plans: fine-tuned up front (5 of the screen's 8 fine-tunes went to
     # them at the old --quick budget), or screened as the sweep and fine-tuned only when promoted
     starts: str = "screen"
@@ -111,6 +112,7 @@ def method_spec(task: str, method: str, *, seed: int, storage: str, dense_macs: 
                       screen={"plans": budget.plans, "rounds": budget.rounds, "proxy": budget.proxy,
                               "batches": budget.proxy_batches, "sweep": budget.sweep,
                               "latency": budget.screen_latency, "allocate": budget.allocate,
+                              "explore": budget.explore,
                               "starts": budget.starts, "probe": budget.probe})
     else:
         raise ValueError(f"unknown method {method!r}")

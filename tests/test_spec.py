@@ -183,3 +183,10 @@ def test_model_kwargs_take_lists_for_per_stage_shapes_and_refuse_nested_tables()
 def test_screened_starts_without_a_sweep_to_screen_them_are_refused(screen):
     with pytest.raises(SpecError, match=r"search.screen.starts: screen .*neither fine-tuned nor screened"):
         parse_spec({"search": {"screen": screen}}, source="t")
+
+
+def test_screen_shares_that_overfill_a_round_are_refused_before_any_compute():
+    with pytest.raises(SpecError, match=r"search.screen.*allocate \(0.7\) \+ explore \(0.5\) is more than a round"):
+        parse_spec({"search": {"screen": {"plans": 10, "allocate": 0.7, "explore": 0.5}}}, source="t")
+    spec = parse_spec({"search": {"screen": {"plans": 10, "allocate": 0.5, "explore": 0.5}}})
+    assert spec.search.screen.explore == 0.5

@@ -288,6 +288,7 @@ def _setup(study: optuna.Study, spec: StudySpec, baseline: dict[str, Any]) -> di
                          f"{s.screen.rounds} rounds, {s.screen.neighbours} neighbours per front plan, "
                          + (f"{s.screen.allocate:.0%} of each later round from the allocation model"
                             if s.screen.allocate else "no allocation model")
+                         + (f", at least {s.screen.explore:.0%} from the sampler" if s.screen.explore else "")
                          + ("; the proxy floor probed" if s.screen.probe else "")}
            if s.screen.plans else {}),
         "measurement": f"batch {m.batch_size}, {m.warmup} warm-up, {m.repeats} repeats",

@@ -80,8 +80,10 @@ def queue_allocations(screened: optuna.Study, ctx: StudyContext, count: int, *, 
         screened.enqueue_trial(params, user_attrs=TrialRecord(fixed_plan=plan, proposer="allocation").attrs())
     return len(proposals)
 
-def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, per_plan: int, seed: int) -> int:
-    """Queue neighbours of the fine-tuned front's plans (each parameter moved by one step, at random) to be screened.
+def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, per_plan: int, seed: int,
+              limit: int | None = None) -> int:
+    """Queue neighbours of the fine-tuned front's plans (each parameter moved by one step, at random) to be screened;
+    at most ``limit``, drawn at random from ``per_plan`` of each front plan's.
 
     What the fine-tune found good is searched around next, whatever the proxy thought of its neighbours.
     """
@@ -92,7 +94,7 @@ def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, p
     step = spec.prune.ratio.step or 0.05
     rng = random.Random(seed)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    queued = 0
+    candidates = []
     for number in front["number"]:
         params = trials[int(number)].params
         for _ in range(per_plan):
@@ -102,6 +104,9 @@ def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, p
                 low, high = (spec.prune.ratio.low, spec.prune.ratio.high) if name == GLOBAL_PARAM else (
                     -spec.prune.offset_max, spec.prune.offset_max)
                 moved[name] = round(min(max(value + delta, low), high), 6)
-            screened.enqueue_trial(moved, user_attrs=TrialRecord(proposer="neighbour").attrs(), skip_if_exists=True)
-            queued += 1
-    return queued
+            candidates.append(moved)
+    if limit is not None and len(candidates) > limit:
+        candidates = rng.sample(candidates, limit)
+    for moved in candidates:
+        screened.enqueue_trial(moved, user_attrs=TrialRecord(proposer="neighbour").attrs(), skip_if_exists=True)
+    return len(candidates)

@@ -12,7 +12,8 @@ to the fine-tuned front, then the best by Pareto rank (``moprune.search.promotio
 fine-tunes them in the main study.
 A round's plans come first from the allocation model (``moprune.search.allocate``: what each unit's ratio does to
 the proxy and the cost, fitted on every plan screened so far, and the plans that trade them best near the accuracy
-budget), then neighbours of the fine-tuned front's plans, then the spec's sampler, which learns from the proxies
+budget), then neighbours of the fine-tuned front's plans, then the spec's sampler, which always has ``screen.explore``
+of the round (without that share the neighbours filled every round) and learns from the proxies
 and from where the budget lies: a plan whose proxy is below the calibrated floor is marked infeasible
 (``Trial.set_constraint``), or TPE and NSGA-II explore the fast end of the proxy x cost front, where every plan reads
 chance (bench MobileNetV2 seed 2, 2026-12-03: the sampler's 16 screened plans had proxies of 0.28-0.63, while every
@@ -146,6 +147,13 @@ def round_sizes(plans: int, rounds: int, fine_tunes: int) -> tuple[int, list[int
     return max(1, math.ceil(plans / rounds)), [max(1, b - a) for a, b in zip(cuts, cuts[1:])]
 
 
+def queue_room(screened: optuna.Study, next_round: int, explore: float) -> int:
+    """How many plans the allocation model and the neighbours may queue for a round of ``next_round`` plans: what
+    is already waiting (sweep levels, earlier proposals) comes first, and ``explore`` of the round is the sampler's."""
+    waiting = len(screened.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    return max(0, next_round - math.ceil(next_round * explore - 1e-9) - waiting)
+
+
 class _Recorded:
     """Wraps the screen objective: a failure keeps its reason (and the screening goes on)."""
 
@@ -219,10 +227,11 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
         floor, outlook = _calibrated(study, screened, proxies, spec)  # refitted with the plans just fine-tuned
         if done + n < s.plans:  # what the next round screens first: the allocation model's plans, then neighbours
             feedback_seed += 1
-            if s.allocate:
-                queue_allocations(screened, ctx, int(round(per_round * s.allocate)), floor=floor,
-                                  seed=feedback_seed)
-            if s.neighbours:
-                feed_back(study, screened, spec, per_plan=s.neighbours, seed=feedback_seed)
+            room = queue_room(screened, min(per_round, s.plans - done - n), s.explore)
+            if s.allocate and room > 0:
+                room -= queue_allocations(screened, ctx, min(room, int(round(per_round * s.allocate))), floor=floor,
+                                          seed=feedback_seed)
+            if s.neighbours and room > 0:
+                feed_back(study, screened, spec, per_plan=s.neighbours, seed=feedback_seed, limit=room)
     if finished_count(study) < target:
         run_until(target)

@@ -35,6 +35,10 @@ class ScreenSpec(_Section):
     # share of each round's plans after the first proposed by the additive allocation model fitted on the plans
     # screened so far (moprune.search.allocate); the sampler proposes the rest. 0: the sampler alone
     allocate: float = Field(0.5, ge=0.0, le=1.0)
+    # share of each round's plans after the first left to the sampler, whatever the allocation model and the
+    # neighbours would queue: before it, 2 neighbours per front plan filled every round (bench MobileNetV2,
+    # 2026-12-04: 14 of 14 non-sweep plans were neighbours) and the screen never explored beyond the sweeps
+    explore: float = Field(0.5, ge=0.0, le=1.0)
     # the uniform and global starting plans of search.seed_trials: fine-tuned before any screening (finetune: every
     # one costs a fine-tune whether or not it is any good), or only screened as the sweep, so that each is fine-tuned
     # only when promoted (screen: every fine-tune goes to a plan the screen ranked best; needs sweep >= 2)
@@ -44,6 +48,13 @@ class ScreenSpec(_Section):
     # fine-tunes the floor did not need; on the quickstart's ResNet-18 (2-step proxies, which read fast plans far
     # too low) it found the fast plans the floor had hidden
     probe: bool = False
+
+    @model_validator(mode="after")
+    def _shares_fit_a_round(self) -> ScreenSpec:
+        if self.allocate + self.explore > 1.0 + 1e-9:
+            raise ValueError(f"allocate ({self.allocate}) + explore ({self.explore}) is more than a round: each is a "
+                             "share of a round's screened plans; e.g. allocate: 0.5, explore: 0.5")
+        return self
 
 
 SAMPLER_CLASSES = {"nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler", "tpe": "TPESampler", "gp": "GPSampler",

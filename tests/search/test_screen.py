@@ -249,6 +249,33 @@ def test_the_allocation_model_proposes_plans_inside_the_space_and_they_are_scree
             assert record.proposer == TrialRecord.of(screened.trials[record.screen_trial]).proposer
 
 
+def test_the_sampler_keeps_its_share_of_every_round_however_many_neighbours_the_front_offers(session_cwd):
+    """``screen.explore``: the neighbours of the fine-tuned front (4 a plan here) fill at most the rest of a round, and
+    none is left waiting: before, they filled every round and the sampler never proposed a plan after the first."""
+    spec = fast_spec("screen-explore", n_trials=5, seed_trials=["dense"],
+                     screen={"plans": 16, "rounds": 2, "batches": 1, "sweep": 0, "latency": "measure",
+                             "allocate": 0, "neighbours": 4, "explore": 0.5})
+    spec = spec.model_copy(update={"storage": f"sqlite:///{session_cwd / 'screen-explore.db'}"})
+    run_study(spec, progress=False)
+    screened = optuna.load_study(study_name="screen-explore" + SCREEN_SUFFIX, storage=spec.storage)
+    trials = screened.get_trials()
+    assert len(trials) == 16 and not screened.get_trials(states=(TrialState.WAITING,)), "nothing left queued"
+    proposers = [TrialRecord.of(t).proposer for t in trials]
+    assert set(proposers[:8]) == {None}, "the first round is the sampler's"
+    assert 1 <= proposers[8:].count("neighbour") <= 4, "the front's neighbours come second, at most half a round"
+    assert proposers[8:].count(None) >= 4, "the sampler proposes at least half of the round"
+
+
+def test_queue_room_counts_what_is_waiting_and_keeps_the_explore_share():
+    from moprune.search.screen import queue_room
+
+    study = optuna.create_study()
+    assert queue_room(study, 6, 0.5) == 3 and queue_room(study, 5, 0.5) == 2 and queue_room(study, 6, 0.0) == 6
+    for x in (0.1, 0.2):
+        study.enqueue_trial({"x": x})
+    assert queue_room(study, 6, 0.5) == 1 and queue_room(study, 6, 1.0) == 0
+
+
 def test_screened_starts_are_fine_tuned_only_when_the_screen_promotes_them(session_cwd, caplog):
     """``screen.starts: screen``: the uniform and global plans are screened as the sweep, not fine-tuned up front;
     the only starting trial is dense, and every other fine-tune goes to a plan the screen promoted. With dense alone
