@@ -23,6 +23,7 @@ correlation with accuracy after the fine-tune is measured per task on random pla
 
     .venv/bin/python bench/search_quality.py [--seeds 3] [--tasks resnet8,vgg,mobilenetv2,...] [--json PATH] [--quick]
     .venv/bin/python bench/search_quality.py --from-json PATH   # a saved run's tables again, nothing re-run
+    .venv/bin/python bench/search_quality.py --quick --seeds 3 --first-seed 3   # fresh seeds 3-5 to check a finding
 
 Under each table, the re-evaluation noise: each front's hypervolume on one fresh fine-tune seed against another's.
 """
@@ -453,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=None, help="comma-separated subset of " + ", ".join(TASKS)
                         + f" (default: all; {', '.join(QUICK_TASKS)} with --quick)")
     parser.add_argument("--seeds", type=int, default=None, help="bench seeds 0..S-1 (default 3; 1 with --quick)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="start the bench seeds here (fresh seeds to check a result found on seeds 0..S-1)")
     parser.add_argument("--quick", action="store_true",
                         help="smaller budgets (14 fine-tuned, 24 screened, 6 plans in the proxy check), one seed unless --seeds")
     parser.add_argument("--proxy", choices=("adaptive_bn", "finetune", "none"), default=None,
@@ -484,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--tasks: unknown {unknown[0]!r}; choose from {', '.join(TASKS)}")
     budget = QUICK if args.quick else Budget()
-    seeds = list(range(args.seeds if args.seeds is not None else (1 if args.quick else 3)))
+    count = args.seeds if args.seeds is not None else (1 if args.quick else 3)
+    seeds = list(range(args.first_seed, args.first_seed + count))
     overrides = {k: v for k, v in (("proxy", args.proxy), ("sampler", args.sampler),
                                    ("finetune_steps", args.finetune_steps),
                                    ("screen_latency", args.screen_latency)) if v}
