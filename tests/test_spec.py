@@ -186,7 +186,8 @@ def test_screened_starts_without_a_sweep_to_screen_them_are_refused(screen):
 
 
 def test_screen_shares_that_overfill_a_round_are_refused_before_any_compute():
-    with pytest.raises(SpecError, match=r"search.screen.*allocate \(0.7\) \+ explore \(0.5\) is more than a round"):
+    with pytest.raises(SpecError, match=r"search.screen.*allocate \(0.7\) \+ explore \(0.5\) is more than a round"
+                                        r".*set explore to at most 0.3"):
         parse_spec({"search": {"screen": {"plans": 10, "allocate": 0.7, "explore": 0.5}}}, source="t")
     spec = parse_spec({"search": {"screen": {"plans": 10, "allocate": 0.5, "explore": 0.5}}})
     assert spec.search.screen.explore == 0.5

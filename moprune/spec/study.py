@@ -33,7 +33,7 @@ class ScreenSpec(_Section):
     rounds: int = Field(4, ge=1)  # screen -> promote -> fine-tune rounds; the fine-tuned front steers the next
     neighbours: int = Field(2, ge=0)  # per fine-tuned front plan, neighbours queued to be screened next round
     # share of each round's plans after the first proposed by the additive allocation model fitted on the plans
-    # screened so far (moprune.search.allocate); the sampler proposes the rest. 0: the sampler alone
+    # screened so far (moprune.search.allocate); neighbours and the sampler (at least `explore`) the rest. 0: none
     allocate: float = Field(0.5, ge=0.0, le=1.0)
     # share of each round's plans after the first left to the sampler, whatever the allocation model and the
     # neighbours would queue: before it, 2 neighbours per front plan filled every round (bench MobileNetV2,
@@ -53,7 +53,8 @@ class ScreenSpec(_Section):
     def _shares_fit_a_round(self) -> ScreenSpec:
         if self.allocate + self.explore > 1.0 + 1e-9:
             raise ValueError(f"allocate ({self.allocate}) + explore ({self.explore}) is more than a round: each is a "
-                             "share of a round's screened plans; e.g. allocate: 0.5, explore: 0.5")
+                             f"share of a round's screened plans; set explore to at most {1 - self.allocate:.2g} "
+                             "or lower allocate")
         return self
 
 
