@@ -453,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=None, help="comma-separated subset of " + ", ".join(TASKS)
                         + f" (default: all; {', '.join(QUICK_TASKS)} with --quick)")
-    parser.add_argument("--seeds", type=int, default=None, help="how many bench seeds, from --first-seed (default 3; 1 with --quick)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="how many bench seeds, from --first-seed (default 3; 1 with --quick)")
     parser.add_argument("--first-seed", type=int, default=0,
                         help="start the bench seeds here (fresh seeds to check a result found on seeds 0..S-1)")
     parser.add_argument("--quick", action="store_true",
