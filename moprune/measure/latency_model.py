@@ -4,8 +4,10 @@ Timing a plan, even with the quick screen measurement, costs more than its proxy
 ResNet-8 most of a screened plan's 0.5 s), so a screen that times every plan sees few plans. The model predicts a
 plan's latency from what the forward pass does, counted in one traced pass: the MACs of dense convolutions and
 Linear layers, the MACs of depthwise convolutions (memory-bound on CPUs and GPUs alike: a MAC costs several times
-more), and the elements every leaf module writes (the memory traffic of the normalisations, activations and
-additions between them). Its coefficients are non-negative least squares (scikit-learn) over the study's own
+more), the elements every leaf module writes (the memory traffic of the normalisations, activations and
+additions between them), and the leaf modules run (each launches its kernels whatever its width: this fixed cost is
+why plans keeping 2-8% of a ResNet-20's MACs ran only 2.4-3.5x faster than dense on one CPU thread, and what a plan
+that drops a residual block saves). Its coefficients are non-negative least squares (scikit-learn) over the study's own
 paired measurements, so it learns the device and runtime; until three plans are measured it is the dense latency
 scaled by MACs. A prediction is stored as ``latency_predicted_ms`` on screened plans only, and never shown as a
 measurement: every plan that is promoted is measured precisely.
@@ -21,7 +23,7 @@ from torch import nn
 
 from .complexity import hooked_pass
 
-FEATURES = ("macs", "macs_depthwise", "activations")
+FEATURES = ("macs", "macs_depthwise", "activations", "layers")
 
 
 def cost_features(model: nn.Module, example_inputs: torch.Tensor) -> tuple[float, ...]:
@@ -33,6 +35,7 @@ def cost_features(model: nn.Module, example_inputs: torch.Tensor) -> tuple[float
         if not isinstance(out, torch.Tensor):
             return
         totals["activations"] += out.numel()
+        totals["layers"] += 1
         if isinstance(module, nn.Conv2d | nn.Conv1d):
             per_out = (module.in_channels // module.groups) * math.prod(module.kernel_size)
             kind = "macs_depthwise" if module.groups > 1 and module.groups == module.in_channels else "macs"
@@ -40,7 +43,8 @@ def cost_features(model: nn.Module, example_inputs: torch.Tensor) -> tuple[float
         elif isinstance(module, nn.Linear):
             totals["macs"] += out.numel() * module.in_features
 
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    # an Identity (a dropped block's stand-in) moves no data and launches nothing
+    leaves = [m for m in model.modules() if not any(True for _ in m.children()) and not isinstance(m, nn.Identity)]
     hooked_pass(model, one, lambda: [m.register_forward_hook(hook) for m in leaves])
     return tuple(totals[name] for name in FEATURES)
 
@@ -82,7 +86,8 @@ def fit_latency_model(xs: list[tuple[float, ...]], ys: list[float], *, dense: tu
     points = len(xs)
     if points < 3:
         features, latency = dense
-        return LatencyModel(0.0, (latency / features[0] if features[0] else 0.0, 0.0, 0.0), points, None)
+        per_mac = latency / features[0] if features[0] else 0.0
+        return LatencyModel(0.0, (per_mac, *(0.0 for _ in FEATURES[1:])), points, None)
     intercept, coefficients = _fit(xs, ys)
     errors = []
     if points >= 5:

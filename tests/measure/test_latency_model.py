@@ -9,7 +9,7 @@ from torch import nn
 from moprune.measure import FEATURES, cost_features, fit_latency_model
 
 
-def test_features_count_dense_and_depthwise_macs_apart_and_every_written_element():
+def test_features_count_dense_and_depthwise_macs_apart_every_written_element_and_every_layer_run():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),  # 8x4x4 out, 27 MACs each
                           nn.Conv2d(8, 8, 3, padding=1, groups=8),  # depthwise: 9 MACs per output
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
@@ -17,30 +17,32 @@ def test_features_count_dense_and_depthwise_macs_apart_and_every_written_element
     assert feats["macs"] == 8 * 16 * 27 + 5 * 8
     assert feats["macs_depthwise"] == 8 * 16 * 9
     assert feats["activations"] == 128 + 128 + 128 + 8 + 8 + 5
+    assert feats["layers"] == 6
     assert model.training, "the model's mode is restored"
 
 
 def test_the_fit_recovers_a_device_that_charges_depthwise_macs_more():
-    truth = (2e-6, 1e-5, 5e-7)  # ms per dense MAC, per depthwise MAC, per element written
-    xs = [(m, d, a) for m, d, a in [(1e6, 1e5, 2e5), (5e5, 8e4, 1e5), (2e5, 6e4, 8e4), (8e5, 2e4, 1.5e5),
-                                    (3e5, 9e4, 3e4), (6e5, 5e4, 1.2e5)]]
+    truth = (2e-6, 1e-5, 5e-7, 0.01)  # ms per dense MAC, per depthwise MAC, per element written, per layer run
+    xs = [(1e6, 1e5, 2e5, 60), (5e5, 8e4, 1e5, 60), (2e5, 6e4, 8e4, 52), (8e5, 2e4, 1.5e5, 44),
+          (3e5, 9e4, 3e4, 60), (6e5, 5e4, 1.2e5, 36), (4e5, 3e4, 7e4, 52)]
     ys = [0.3 + sum(c * f for c, f in zip(truth, x)) for x in xs]
     model = fit_latency_model(xs, ys, dense=(xs[0], ys[0]))
-    assert model.points == 6 and model.intercept == pytest.approx(0.3, rel=1e-3)
+    assert model.points == 7 and model.intercept == pytest.approx(0.3, rel=1e-3)
     assert model.coefficients == pytest.approx(truth, rel=1e-3)
     assert model.loo_error == pytest.approx(0.0, abs=1e-6)
-    assert model.predict((4e5, 4e4, 9e4)) == pytest.approx(0.3 + 0.8 + 0.4 + 0.045, rel=1e-3)
+    assert model.predict((4e5, 4e4, 9e4, 40)) == pytest.approx(0.3 + 0.8 + 0.4 + 0.045 + 0.4, rel=1e-3)
 
 
 def test_coefficients_never_go_negative_so_a_cheaper_plan_is_never_predicted_slower():
-    xs = [(1e6, 0.0, 1e5), (5e5, 0.0, 9e4), (2e5, 0.0, 1.1e5), (7e5, 0.0, 1e5)]  # noise says elements help
+    xs = [(1e6, 0.0, 1e5, 20), (5e5, 0.0, 9e4, 20), (2e5, 0.0, 1.1e5, 20), (7e5, 0.0, 1e5, 20)]  # noise says
+    # elements help
     ys = [1.0, 0.55, 0.2, 0.7]
     model = fit_latency_model(xs, ys, dense=(xs[0], ys[0]))
     assert all(c >= 0 for c in model.coefficients) and model.intercept >= 0
 
 
 def test_before_three_measured_plans_the_dense_latency_is_scaled_by_macs():
-    dense = ((1e6, 2e5, 3e5), 4.0)
+    dense = ((1e6, 2e5, 3e5, 40), 4.0)
     model = fit_latency_model([dense[0]], [dense[1]], dense=dense)
-    assert model.points == 1 and model.predict((2.5e5, 9e9, 9e9)) == pytest.approx(1.0)
+    assert model.points == 1 and model.predict((2.5e5, 9e9, 9e9, 9e9)) == pytest.approx(1.0)
     assert "scaled by MACs" in model.describe()
