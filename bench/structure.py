@@ -13,10 +13,13 @@ Random plans rarely stray far from a level; ``--graded S1,S2`` adds designed all
 ratios graded with depth, ``level + S x (depth - 1/2)`` over the units in forward order (S > 0 prunes the late
 layers more, as global pruning tends to on nets whose last stages are wide). ``--spec PATH`` runs on a study
 spec (its model, data, space, fine-tune and budgets; the spec's ``max_macs`` if any) instead of a bench task:
-is there anything for a search to find on your model?
+is there anything for a search to find on your model? ``--drop "B1,B2;B3"`` adds, for each ``;``-separated set of
+residual blocks (``prune.drop_blocks``; the script lists the droppable ones), uniform plans at 10 levels from 0 to
+0.8 with those blocks dropped: how much does depth buy over width?
 
     .venv/bin/python bench/structure.py --task resnet8 [--image-size 8] [--plans 30] [--seeds 2] [--json PATH]
     .venv/bin/python bench/structure.py --spec studies/quickstart.yaml --plans 0 --graded 0.5,-0.5
+    .venv/bin/python bench/structure.py --task mobilenetv2 --plans 0 --drop "layers.2,layers.4;layers.0,layers.2,layers.4"
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="resnet8", choices=sorted(TASKS))
     parser.add_argument("--spec", default=None, help="a study spec (YAML) to probe instead of a bench task")
     parser.add_argument("--graded", default="", help="slopes of depth-graded plans at the sweep levels, e.g. 0.5,-0.5")
+    parser.add_argument("--drop", default="", help="';'-separated sets of residual blocks to drop, each swept at "
+                        "uniform levels 0-0.8, e.g. 'layers.2,layers.4;layers.0'")
     parser.add_argument("--image-size", type=int, default=None, help="override the task's image size (px)")
     parser.add_argument("--plans", type=int, default=30, help="random plans of the space (default 30)")
     parser.add_argument("--seeds", type=int, default=2, help="fine-tune seeds per plan (default 2)")
@@ -62,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.search_quality import front_hypervolume, spearman
     from moprune.measure import count_complexity
+    from moprune.pruning import drop_key, droppable_blocks
     from moprune.search.context import prepare_context
     from moprune.spec import parse_spec
     from moprune.train.proxy import proxy_accuracy
@@ -91,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     max_macs = spec.constraints.max_macs if args.spec else dense_macs * MAX_MACS_SHARE
     print(f"{name} at {spec.data.image_size} px: dense accuracy {base.accuracy:.4f}, {base.latency_ms:.2f} ms, "
           f"{dense_macs / 1e6:.2f}M MACs, {len(ctx.units)} units; plans keep at most "
-          f"{'any share' if max_macs is None else f'{max_macs / dense_macs:.0%}'} of the MACs", flush=True)
+          f"{'any share' if max_macs is None else f'{max_macs / dense_macs:.0%}'} of the MACs; droppable blocks: "
+          f"{', '.join(droppable_blocks(ctx.dense.model, ctx.trace_inputs)) or 'none'}", flush=True)
     rows: list[dict[str, Any]] = []
 
     def run(plan: dict[str, float], kind: str) -> None:
@@ -125,6 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         run(ctx.global_plan(level), f"global {level}")
         for slope in slopes:
             run(graded_plan([u.roots for u in ctx.units], level, slope, r.low, r.high), f"graded{slope:+} {level}")
+    drop_sets = [[b.strip() for b in group.split(",") if b.strip()] for group in args.drop.split(";") if group.strip()]
+    unknown = {b for blocks in drop_sets for b in blocks} - set(droppable_blocks(ctx.dense.model, ctx.trace_inputs))
+    if unknown:
+        parser.error(f"--drop: {', '.join(sorted(unknown))} not among the droppable blocks listed above")
+    for d, blocks in enumerate(drop_sets):
+        for k in range(10):
+            level = round(0.8 * k / 9, 3)
+            run({root: level for u in ctx.units for root in u.roots} | {drop_key(b): 1.0 for b in blocks},
+                f"drop{d + 1} {level}")
     rng = random.Random(1)
     tries = 0
     while sum(1 for row in rows if row["kind"] == "random") < args.plans and tries < args.plans * 30:
@@ -141,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     uniform, global_, random_ = hv({"uniform"}), hv({"global"}), hv({"random"})
     every = hv({row["kind"].split()[0] for row in rows})
     best = max(uniform, global_)
+    for d, blocks in enumerate(drop_sets):
+        dropped = hv({f"drop{d + 1}"})
+        print(f"hypervolume: drop{d + 1} ({', '.join(blocks)}): {dropped:.4f}, / best sweep "
+              f"{dropped / best if best else float('nan'):.2f}")
     for slope in slopes:
         graded = hv({f"graded{slope:+}"})
         print(f"hypervolume: graded {slope:+}: {graded:.4f}, / best sweep {graded / best if best else float('nan'):.2f}")

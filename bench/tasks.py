@@ -14,6 +14,12 @@ allocated front held 1.00-1.05x the better sweep's on ResNet-8 and 0.98-1.05x on
 statistics), 0.91-1.04x on VGG and 0.88-1.07x on MobileNetV2 (recalibrated). ``bench/structure.py --task resnet20``
 asks the same of designed and random plans: all pooled, 1.02x the better sweep (uniform) on ResNet-20.
 
+Every task sets ``prune.drop_blocks``: the searches may also drop residual blocks (ResNet-20 has 7 that keep their
+input's shape, MobileNetV2 3, ResNet-8 1, VGG none), which the uniform and global sweeps never do. An ad-hoc probe
+(2026-12-04, 2 fine-tune seeds a plan) found where: uniform levels with the three shape-keeping blocks of the
+MobileNetV2 dropped held 1.26x the better sweep's hypervolume, ResNet-20's last block of each stage dropped 1.07x,
+and six of its seven 0.85x.
+
 Every method of ``bench/search_quality.py`` searches the same space under the same budgets: at least 60% of the
 dense MACs removed (``constraints.max_macs``), accuracy within the task's ``max_accuracy_drop`` of dense, accuracy
 against the latency measured in paired rounds with the dense model. Every fine-tune ends with 8 batches of
@@ -160,7 +166,7 @@ _COMMON: dict[str, Any] = {
     "device": "cpu",
     "data": {"name": "digits"},
     "prune": {"importance": "l2", "granularity": "group", "ratio": {"low": 0.3, "high": 0.85, "step": None},
-              "offset_max": 0.3},
+              "offset_max": 0.3, "drop_blocks": True},
     "objectives": ["accuracy", "latency_ms"],
     "constraints": {"max_accuracy_drop": 0.10},
     "measure": {"warmup": 2, "repeats": 10, "ci_half_width": None, "max_noisy_retries": 5, "threads": 1},

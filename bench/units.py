@@ -1,6 +1,7 @@
 """How many search units each granularity gives (the README's "Blocks and stages" and Transformer tables).
 
-    .venv/bin/python bench/units.py [--size 32] [arch ...]      CNN families: groups / blocks / stages
+    .venv/bin/python bench/units.py [--size 32] [arch ...]      CNN families: groups / blocks / stages, and the
+                                                                residual blocks prune.drop_blocks may drop
     .venv/bin/python bench/units.py --transformers               Transformers: blocks, heads, head size, MLP width
 
 Transformer rows build each model randomly initialised (Hugging Face ones from their default configs, so nothing is
@@ -16,7 +17,7 @@ import warnings
 import torch
 import torchvision
 
-from moprune.pruning import discover_groups, find_sites, prunable_form, search_units
+from moprune.pruning import discover_groups, droppable_blocks, find_sites, prunable_form, search_units
 
 FAMILIES = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "mnasnet0_5",
             "regnet_x_400mf", "densenet121", "squeezenet1_0", "vgg11_bn", "convnext_tiny", "googlenet"]
@@ -38,7 +39,7 @@ def cnn_rows(archs: list[str], size: int) -> None:
     x = torch.randn(1, 3, size, size)
     notes = _Notes()
     logging.getLogger("moprune").addHandler(notes)
-    print(f"{'arch':<20}{'groups':>7}{'blocks':>7}{'stages':>7}  example block / note")
+    print(f"{'arch':<20}{'groups':>7}{'blocks':>7}{'stages':>7}{'drop':>6}  example block / note")
     for arch in archs:
         model = torchvision.models.get_model(arch, num_classes=10).eval()
         try:
@@ -51,7 +52,8 @@ def cnn_rows(archs: list[str], size: int) -> None:
         stages = search_units(model, groups, "stage", x)
         fell_back = any("finds no blocks" in n for n in notes.messages)
         shown = "block falls back to group" if fell_back else blocks[min(2, len(blocks) - 1)].name
-        print(f"{arch:<20}{len(groups):>7}{len(blocks):>7}{len(stages):>7}  {shown}")
+        drop = len(droppable_blocks(model, x))
+        print(f"{arch:<20}{len(groups):>7}{len(blocks):>7}{len(stages):>7}{drop:>6}  {shown}")
 
 
 def _transformer_models():

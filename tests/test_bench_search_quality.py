@@ -35,7 +35,7 @@ def test_methods_differ_only_in_the_search(task):
 
 
 def test_quick_runs_the_two_tasks_of_the_criteria_and_the_full_run_every_task():
-    assert sq.default_tasks(quick=True) == ["vgg", "mobilenetv2"]
+    assert sq.default_tasks(quick=True) == ["resnet20", "mobilenetv2"]
     assert sq.default_tasks(quick=False) == list(tasks.TASKS)
 
 

@@ -30,6 +30,8 @@ BAD_SPECS = [
     ("prune: {method: nm, nm: '4:2'}\n", ["prune.nm", "'4:2'", "0 < N < M"]),
     ("prune: {method: magnitude}\n", ["prune.method", "'magnitude'", "unstructured"]),
     ("prune: {method: unstructured, round_to: 8}\n", ["prune", "round_to (8) rounds channel counts"]),
+    ("prune: {method: nm, drop_blocks: true}\n", ["prune", "drop_blocks removes whole residual blocks",
+                                                   "use method channel"]),
     ("prune: {method: nm, importance: taylor}\n", ["prune", "importance 'taylor' ranks channels: use l1 or l2"]),
     ("prune: {method: nm, schedule: {steps: 2}}\n", ["prune", "method nm takes no schedule"]),
     ("{prune: {method: unstructured}, search: {seed_trials: [dense, global]}}\n",

@@ -11,6 +11,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from .depth import drop_blocks, inside, split_history, split_plan
 from .groups import classifier_of
 from .plan import PrunePlan
 from .transformer import find_sites, is_site_history, prune_sites, replay
@@ -73,8 +74,17 @@ def apply_plan(dense: nn.Module, plan: PrunePlan, example_inputs: torch.Tensor, 
     ``int(channels * (1 - ratio * k / steps))`` of each group's original channels, so the last step keeps exactly
     what one shot keeps) and ``between(model, k)`` runs after every step but the last (a brief fine-tune); each
     step ranks the channels again on the weights as they are then.
+
+    A plan's ``drop:<block>`` keys (``moprune.pruning.depth``) replace those residual blocks by identities first;
+    the ratios of groups rooted inside a dropped block go with it. The history then starts with the dropped blocks.
     """
     model = copy.deepcopy(dense).eval()
+    plan, dropped = split_plan(plan)
+    if dropped:
+        if find_sites(model):
+            raise ValueError("dropping blocks of a Transformer is not supported: its plans prune heads and neurons")
+        drop_blocks(model, dropped)
+        plan = {k: r for k, r in plan.items() if not inside(k, dropped)}
     if find_sites(model):  # a Transformer: heads and MLP neurons per block (transformer.py)
         history = prune_sites(model, {k: float(r) for k, r in plan.items() if r > 0}, importance=importance,
                               round_to=round_to, steps=steps, between=between,
@@ -98,13 +108,18 @@ def apply_plan(dense: nn.Module, plan: PrunePlan, example_inputs: torch.Tensor, 
         history = pruner.pruning_history()
     else:
         history = []
+    if dropped:
+        history = [{"dropped": dropped}, *history]
     return PrunedModel(model.eval(), history, kept_channels(model))
 
 
 def replay_history(dense: nn.Module, history: list[Any], example_inputs: torch.Tensor) -> nn.Module:
     """Rebuild a pruned shape on a fresh dense model from a recorded pruning history (in place; returned).
 
-    A Transformer's history (kept heads and neurons per site) needs the model in ``prunable_form``."""
+    A Transformer's history (kept heads and neurons per site) needs the model in ``prunable_form``; a history that
+    starts with dropped blocks drops them before it removes channels."""
+    dropped, history = split_history(history)
+    drop_blocks(dense, dropped)
     if is_site_history(history):
         return replay(dense, history)
     if history:

@@ -6,15 +6,17 @@ Plans are keyed by the *name* of each group's root module, never by module objec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..spec import PruneSpec, RatioSpec
+from .depth import drop_key
 from .units import SearchUnit
 
 if TYPE_CHECKING:
     import optuna
 
-#: group root name -> pruning ratio (fraction of out-channels removed)
+#: group root name -> pruning ratio (fraction of out-channels removed); ``drop:<block>`` -> 1 drops a residual block
 PrunePlan = dict[str, float]
 
 
@@ -41,8 +43,22 @@ def offset_param(unit: SearchUnit) -> str:
     return f"offset/{unit.name}"
 
 
-def suggest_plan(trial: optuna.trial.BaseTrial, units: list[SearchUnit], prune: PruneSpec) -> PrunePlan:
-    """A global ratio plus one offset per unit, clipped to the ratio range, expanded to every group root.
+DROP_PARAM = "drop/"
+
+
+def drop_param(block: str) -> str:
+    return DROP_PARAM + block
+
+
+def _drop_params(blocks: Sequence[str], plan: PrunePlan | None) -> dict[str, int]:
+    """0/1 per droppable block: enqueued plans name every block, or the sampler would draw the missing ones."""
+    return {drop_param(b): int((plan or {}).get(drop_key(b), 0.0) >= 0.5) for b in blocks}
+
+
+def suggest_plan(trial: optuna.trial.BaseTrial, units: list[SearchUnit], prune: PruneSpec,
+                 blocks: Sequence[str] = ()) -> PrunePlan:
+    """A global ratio plus one offset per unit, clipped to the ratio range, expanded to every group root; and,
+    with ``blocks`` (the droppable residual blocks of ``prune.drop_blocks``), a 0/1 choice per block.
 
     Parameterised this way every total sparsity from none to ``ratio.high`` is reachable by every sampler, and
     uniform plans are the points whose offsets are all zero (independent per-unit ratios concentrate the total
@@ -65,12 +81,17 @@ def suggest_plan(trial: optuna.trial.BaseTrial, units: list[SearchUnit], prune: 
                 offset = trial.suggest_float(offset_param(unit), -span, span, step=step)
         for root in unit.roots:
             plan[root] = _grid(base + offset, r)
+    for block in blocks:
+        if trial.suggest_int(drop_param(block), 0, 1):
+            plan[drop_key(block)] = 1.0
     return plan
 
 
 def plan_params(units: list[SearchUnit], prune: PruneSpec, base: float,
-                offsets: dict[str, float] | None = None) -> dict[str, float]:
-    """Trial parameters for an enqueued plan: a global ratio and per-unit offsets (default zero: uniform)."""
+                offsets: dict[str, float] | None = None, *, blocks: Sequence[str] = (),
+                plan: PrunePlan | None = None) -> dict[str, float]:
+    """Trial parameters for an enqueued plan: a global ratio and per-unit offsets (default zero: uniform), and
+    for each droppable block whether ``plan`` drops it (default: none dropped)."""
     r = prune.ratio
     params: dict[str, float] = {}
     if r.high != r.low:
@@ -78,10 +99,12 @@ def plan_params(units: list[SearchUnit], prune: PruneSpec, base: float,
     if len(units) > 1 and prune.offset_max > 0:
         for unit in units:
             params[offset_param(unit)] = round((offsets or {}).get(unit.name, 0.0), 6)
+    params.update(_drop_params(blocks, plan))
     return params
 
 
-def nearest_params(units: list[SearchUnit], prune: PruneSpec, base: float, plan: PrunePlan) -> dict[str, float]:
+def nearest_params(units: list[SearchUnit], prune: PruneSpec, base: float, plan: PrunePlan, *,
+                   blocks: Sequence[str] = ()) -> dict[str, float]:
     """The trial parameters nearest to a plan made elsewhere (global pruning's): ``base`` as the global ratio, and
     each unit's offset its roots' mean ratio less ``base``, snapped to the step grid and clipped to the offsets'
     range. The sampler learns from these; the trial itself prunes the exact plan (``TrialRecord.fixed_plan``)."""
@@ -95,4 +118,4 @@ def nearest_params(units: list[SearchUnit], prune: PruneSpec, base: float, plan:
         if step:
             offset = step * round(offset / step)
         offsets[unit.name] = min(max(offset, -span), span)
-    return plan_params(units, prune, base, offsets)
+    return plan_params(units, prune, base, offsets, blocks=blocks, plan=plan)

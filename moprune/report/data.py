@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial
 
 from ..pareto import (Pick, directions_of, hypervolume_history, knee_point, objective_names, pick_trial,
                       sort_by_first, trials_frame)
+from ..pruning.depth import DROP_KEY
 from ..record import baseline_of, environment_of, sensitivity_of
 from ..spec import StudySpec
 from .tables import format_value, plan_summary, sparsity_note
@@ -170,7 +171,9 @@ def _group_tables(numbers: list[int], frame: pd.DataFrame
         if plan and channels and not any(plan.values()):
             dense = {g: int(channels[g]) for g in groups if g in channels}
             break
-    ratios = pd.DataFrame([[(plans[n] or {}).get(g) for g in groups] for n in numbers],
+    # a block's column reads 1 where the plan dropped it (every channel gone) and 0 where it kept it
+    ratios = pd.DataFrame([[(plans[n] or {}).get(g, 0.0 if g.startswith(DROP_KEY) else None) for g in groups]
+                           for n in numbers],
                           index=pd.Index(numbers, name="number"), columns=groups, dtype=float)
     kept = pd.DataFrame([[(kept_channels[n] or {}).get(g) for g in groups] for n in numbers],
                         index=pd.Index(numbers, name="number"), columns=groups, dtype=float)

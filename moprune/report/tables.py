@@ -9,6 +9,7 @@ import pandas as pd
 
 import statistics
 
+from ..pruning.depth import split_plan
 from ..record import TrialRecord, environment_of, spec_of
 from .measured import format_measured_with, measured_with
 
@@ -28,13 +29,15 @@ def format_value(name: str, value: Any) -> str:
 
 
 def plan_summary(plan: dict[str, float]) -> str:
-    """``mean 0.42 [0.00-0.80] over 12 groups``: a one-glance view of a per-group plan."""
-    if not plan:
-        return "dense"
-    values = list(plan.values())
-    if max(values) == min(values):
-        return f"uniform {values[0]:.2f}" if values[0] else "dense"
-    return f"mean {sum(values) / len(values):.2f} [{min(values):.2f}-{max(values):.2f}] over {len(values)} groups"
+    """``mean 0.42 [0.00-0.80] over 12 groups; 2 blocks dropped``: a one-glance view of a per-group plan."""
+    ratios, dropped = split_plan(plan or {})
+    blocks = f"{len(dropped)} block{'s' if len(dropped) != 1 else ''} dropped" if dropped else ""
+    values = list(ratios.values())
+    if not values or max(values) == min(values):
+        widths = f"uniform {values[0]:.2f}" if values and values[0] else ""
+    else:
+        widths = f"mean {sum(values) / len(values):.2f} [{min(values):.2f}-{max(values):.2f}] over {len(values)} groups"
+    return "; ".join(x for x in (widths, blocks) if x) or "dense"
 
 
 def to_records(frame: pd.DataFrame, objectives: list[str]) -> list[dict[str, Any]]:

@@ -21,8 +21,8 @@ from torch import nn
 from ..measure import (ArchitectureCache, ArchitectureMeasurement, Complexity, MeasureSettings, count_complexity,
                        device_name, measure_architecture, resolve_device, steady_cpu_allocator)
 from ..pruning import (PruneGroup, PrunedModel, PrunePlan, SearchUnit, apply_plan, apply_sparsity, discover_groups,
-                       global_plan, mask_holder, nonzero_params, prunable_form, search_units,
-                       semi_structured_linears)
+                       droppable_blocks, find_sites, global_plan, mask_holder, nonzero_params, prunable_form,
+                       search_units, semi_structured_linears)
 from ..record import Baseline
 from ..spec import StudySpec
 from ..train import (DataBundle, DenseModel, Distillation, TrainResult, evaluate, load_data, load_dense,
@@ -45,6 +45,7 @@ class StudyContext:
     trace_inputs: torch.Tensor  # one image, for tracing the dependency graph
     settings: MeasureSettings
     cache: ArchitectureCache = field(default_factory=ArchitectureCache)  # this process's measurements by shape
+    blocks: tuple[str, ...] = ()  # the residual blocks a plan may drop (prune.drop_blocks), in forward order
 
     @property
     def wants_energy(self) -> bool:
@@ -186,8 +187,20 @@ def prepare_context(spec: StudySpec, *, device: torch.device | None = None) -> S
     trace = data.example_inputs(1)
     groups = discover_groups(dense.model, trace)
     units = search_units(dense.model, groups, spec.prune.granularity, trace)
+    blocks: tuple[str, ...] = ()
+    if spec.prune.drop_blocks:
+        if find_sites(dense.model):
+            log.warning("prune.drop_blocks: %s is searched by heads and neurons, no block is dropped",
+                        type(dense.model).__name__)
+        else:
+            blocks = tuple(droppable_blocks(dense.model, trace))
+            if not blocks:
+                log.warning("prune.drop_blocks: %s has no residual block to drop (a block of a Sequential that "
+                            "keeps its input's shape and returns its input when its weights are zero)",
+                            type(dense.model).__name__)
+            log.info("prune.drop_blocks: %d residual blocks may be dropped: %s", len(blocks), ", ".join(blocks))
     return StudyContext(spec, device, data, dense, groups, units, data.example_inputs(spec.measure.batch_size), trace,
-                        MeasureSettings.from_spec(spec.measure))
+                        MeasureSettings.from_spec(spec.measure), blocks=blocks)
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -140,7 +140,7 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> list[float]:
         ctx, spec, timings = self.ctx, self.ctx.spec, Timings()
-        plan = suggest_plan(trial, ctx.units, spec.prune)
+        plan = suggest_plan(trial, ctx.units, spec.prune, ctx.blocks)
         # a starting plan the parameters only approximate (global pruning's allocation) is pruned as it was made
         plan = TrialRecord.of(trial).fixed_plan or plan
         TrialRecord(plan=plan).write(trial)

@@ -12,7 +12,7 @@ import random
 import optuna
 from optuna.trial import TrialState
 
-from ..pruning import GLOBAL_PARAM, nearest_params, plan_params
+from ..pruning import DROP_PARAM, GLOBAL_PARAM, nearest_params, plan_params
 from ..record import TrialRecord
 from ..spec import StudySpec
 from .context import StudyContext
@@ -23,26 +23,27 @@ def queue_sweeps(screened: optuna.Study, ctx: StudyContext) -> int:
     """Queue ``screen.sweep`` levels of each sweep among the study's starting kinds (uniform, global) to be screened
     first, coarse to fine over the ratio range: the best of what a user would sweep reaches the screened front, so
     promotion can pick it, and the sampler learns from the sweeps before it proposes anything."""
-    spec = ctx.spec
-    n, r, prune = spec.search.screen.sweep, spec.prune.ratio, spec.prune
+    prune = ctx.spec.prune
+    for kind, level in sweep_levels(ctx.spec):
+        if kind == "uniform":
+            params = plan_params(ctx.units, prune, level, blocks=ctx.blocks)
+            record = TrialRecord(start=f"uniform {level:.2f}")
+        else:
+            plan = ctx.global_plan(level)
+            params = nearest_params(ctx.units, prune, level, plan, blocks=ctx.blocks)
+            record = TrialRecord(start=f"global {level:.2f}", fixed_plan=plan)
+        screened.enqueue_trial(params, user_attrs=record.attrs())
+    return len(sweep_levels(ctx.spec))
+
+
+def sweep_levels(spec: StudySpec) -> list[tuple[str, float]]:
+    """(kind, level) of every sweep plan ``queue_sweeps`` queues, in its order (global pruning has no level 0)."""
+    n, r = spec.search.screen.sweep, spec.prune.ratio
     kinds = [k for k in spec.search.seed_trials if k in ("uniform", "global")]
     if n < 2 or not kinds:
-        return 0
-    queued = 0
-    for k in coarse_to_fine(n):
-        level = r.low + (r.high - r.low) * k / (n - 1)
-        for kind in kinds:
-            if kind == "uniform":
-                params, record = plan_params(ctx.units, prune, level), TrialRecord(start=f"uniform {level:.2f}")
-            elif level > 0:
-                plan = ctx.global_plan(level)
-                params = nearest_params(ctx.units, prune, level, plan)
-                record = TrialRecord(start=f"global {level:.2f}", fixed_plan=plan)
-            else:
-                continue
-            screened.enqueue_trial(params, user_attrs=record.attrs())
-            queued += 1
-    return queued
+        return []
+    levels = [r.low + (r.high - r.low) * k / (n - 1) for k in coarse_to_fine(n)]
+    return [(kind, level) for level in levels for kind in kinds if kind == "uniform" or level > 0]
 
 def unit_ratios(ctx: StudyContext, plan: dict[str, float]) -> tuple[float, ...]:
     """A plan as one ratio per search unit (the mean over the unit's roots: a global-pruning plan may differ)."""
@@ -76,14 +77,15 @@ def queue_allocations(screened: optuna.Study, ctx: StudyContext, count: int, *, 
                                     floor=floor, seen=seen, seed=seed, span=spec.prune.offset_max or None)
     for a in proposals:
         plan = {root: ratio for u, ratio in zip(ctx.units, a.ratios) for root in u.roots}
-        params = nearest_params(ctx.units, spec.prune, sum(a.ratios) / len(a.ratios), plan)
+        params = nearest_params(ctx.units, spec.prune, sum(a.ratios) / len(a.ratios), plan, blocks=ctx.blocks)
         screened.enqueue_trial(params, user_attrs=TrialRecord(fixed_plan=plan, proposer="allocation").attrs())
     return len(proposals)
 
 def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, per_plan: int, seed: int,
               limit: int | None = None) -> int:
-    """Queue neighbours of the fine-tuned front's plans (each parameter moved by one step, at random) to be screened;
-    at most ``limit``, drawn at random from ``per_plan`` of each front plan's.
+    """Queue neighbours of the fine-tuned front's plans (each ratio parameter moved by one step, at random; each
+    block's drop flipped with probability one over the number of blocks, one flip a neighbour on average) to be
+    screened; at most ``limit``, drawn at random from ``per_plan`` of each front plan's.
 
     What the fine-tune found good is searched around next, whatever the proxy thought of its neighbours.
     """
@@ -97,9 +99,13 @@ def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, p
     candidates = []
     for number in front["number"]:
         params = trials[int(number)].params
+        flips = sum(1 for name in params if name.startswith(DROP_PARAM))
         for _ in range(per_plan):
             moved = {}
             for name, value in params.items():
+                if name.startswith(DROP_PARAM):
+                    moved[name] = int(value) ^ int(rng.random() < 1 / flips)
+                    continue
                 delta = rng.choice((-step, 0.0, step))
                 low, high = (spec.prune.ratio.low, spec.prune.ratio.high) if name == GLOBAL_PARAM else (
                     -spec.prune.offset_max, spec.prune.offset_max)

@@ -20,6 +20,7 @@ from .artifacts import WeightKeeper, artifacts_dir
 from .context import StudyContext, prepare_context
 from .loop import Progress, finished_count, requeue_interrupted, run_trials
 from .objective import Objective
+from .proposals import sweep_levels
 from .reevaluate import reevaluate_front
 from .screen import run_screened
 from .storage import claim_for, has_heartbeat
@@ -85,7 +86,8 @@ def _run_study(spec: StudySpec, *, storage: str | None, n_trials: int | None, ti
     try:
         if spec.search.screen.plans > 0 and worker is None:
             run_screened(study, ctx, store, target=target, run_until=run_until,
-                         sampler=make_sampler(spec, seed=session_seed(spec.seed, done, 1)),
+                         sampler=make_sampler(spec, seed=session_seed(spec.seed, done, 1),
+                                              queued=len(sweep_levels(spec))),
                          baseline_latency_ms=baseline.latency_ms)
         else:
             run_until(target)

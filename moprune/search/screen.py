@@ -75,7 +75,7 @@ class ScreenObjective:
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         ctx, s = self.ctx, self.ctx.spec
-        plan = suggest_plan(trial, ctx.units, s.prune)
+        plan = suggest_plan(trial, ctx.units, s.prune, ctx.blocks)
         queued = TrialRecord.of(trial)  # a sweep plan: its level, and global pruning's exact plan
         plan = queued.fixed_plan or plan
         pruned = ctx.prune(plan)

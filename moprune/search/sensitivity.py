@@ -89,7 +89,7 @@ def unit_costs(records: list[SensitivityRecord]) -> dict[str, float]:
 
 
 def sensitivity_plans(records: list[SensitivityRecord], units: list[SearchUnit], prune: PruneSpec,
-                      levels: list[float]) -> list[dict[str, float]]:
+                      levels: list[float], blocks: tuple[str, ...] = ()) -> list[dict[str, float]]:
     """For each global level: the cheapest third of units pruned ``offset_max`` more, the dearest third less."""
     costs = unit_costs(records)
     ranked = sorted((u.name for u in units), key=lambda name: (costs.get(name, float("inf")), name))
@@ -102,4 +102,4 @@ def sensitivity_plans(records: list[SensitivityRecord], units: list[SearchUnit],
     if prune.ratio.step:  # offsets on the step grid, as the sampler's distributions require
         step = prune.ratio.step
         offsets = {k: step * round(v / step) for k, v in offsets.items()}
-    return [plan_params(units, prune, level, offsets) for level in levels]
+    return [plan_params(units, prune, level, offsets, blocks=blocks) for level in levels]  # no block dropped

@@ -42,14 +42,27 @@ def make_storage(url: str, spec: StudySpec | None = None) -> optuna.storages.Bas
     return _make_storage(url, heartbeat_s=s.heartbeat_s, grace_s=s.grace_s)
 
 
-def make_sampler(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
-    """The spec's sampler with its options; a bad option value is a spec error (exit 2), found before any compute."""
+#: Optuna's TPESampler and GPSampler draw this many plans at random before they model anything.
+STARTUP_TRIALS = 10
+
+
+def make_sampler(spec: StudySpec, seed: int, *, queued: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler with its options; a bad option value is a spec error (exit 2), found before any compute.
+
+    ``queued``: plans enqueued ahead of the sampler's own (the screen's sweeps). TPE and GP count every finished
+    plan toward their random start, so without it the sweeps would be their whole exploration: one corner of the
+    space (every offset zero, no block dropped), from which TPE learned to leave every block in place (ResNet-20,
+    2026-12-04: the screen's sampler proposed plans dropping 0-1 of 7 blocks, while TPE without the screen, after
+    its random start, settled on 3). The sampler's own random start comes after them.
+    """
     s = spec.search
     options: dict[str, Any] = {"seed": seed}
     if s.sampler in ("nsga2", "nsga3"):
         options["population_size"] = s.population_size
     if s.sampler == "tpe":
         options["multivariate"] = True  # ratios interact: the total sparsity is what matters most
+    if s.sampler in ("tpe", "gp") and queued:
+        options["n_startup_trials"] = STARTUP_TRIALS + queued
     options.update(s.sampler_options)
     cls = getattr(optuna.samplers, SAMPLER_CLASSES[s.sampler])
     try:
@@ -199,23 +212,24 @@ def seed_trials(spec: StudySpec, ctx: StudyContext, baseline: Baseline
     for kind in spec.search.seed_trials:
         if kind == "dense":  # the least pruned plan of the space: the dense model when ratio.low is 0
             label = "dense" if r.low == 0 else f"uniform {r.low:.2f}"
-            out.append((plan_params(ctx.units, prune, r.low), TrialRecord(start=label)))
+            out.append((plan_params(ctx.units, prune, r.low, blocks=ctx.blocks), TrialRecord(start=label)))
         elif kind in ("uniform", "global") and screened_starts:
             continue
         elif kind == "uniform":
-            out += [(plan_params(ctx.units, prune, level), TrialRecord(start=f"uniform {level:.2f}"))
+            out += [(plan_params(ctx.units, prune, level, blocks=ctx.blocks), TrialRecord(start=f"uniform {level:.2f}"))
                     for level in levels]
         elif kind == "global":
             for level in (lv for lv in levels if lv > 0):
                 plan = ctx.global_plan(level)
-                out.append((nearest_params(ctx.units, prune, level, plan),
+                out.append((nearest_params(ctx.units, prune, level, plan, blocks=ctx.blocks),
                             TrialRecord(start=f"global {level:.2f}", fixed_plan=plan)))
         elif kind == "sensitivity" and len(ctx.units) > 1:
             scan = sensitivity_scan(ctx, baseline)
             records = [rec.as_dict() for rec in scan]
             chosen = sorted(levels)[1:-1] or sorted(levels)
             out += [(params, TrialRecord(start=f"sensitivity {level:.2f}"))
-                    for params, level in zip(sensitivity_plans(scan, ctx.units, prune, chosen), chosen)]
+                    for params, level in zip(sensitivity_plans(scan, ctx.units, prune, chosen, ctx.blocks),
+                                             chosen)]
     unique: list[tuple[dict[str, float], TrialRecord]] = []
     for params, record in out:
         if all(params != p or record.fixed_plan != q.fixed_plan for p, q in unique):

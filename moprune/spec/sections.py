@@ -175,6 +175,9 @@ class PruneSpec(_Section):
     offset_max: float = Field(0.3, ge=0.0, lt=1.0)
     round_to: int | None = Field(None, ge=1)
     schedule: ScheduleSpec | None = None  # null: one-shot pruning
+    # the search may also drop whole residual blocks (moprune.pruning.depth): where a layer's fixed cost dominates
+    # the latency, width pruning stops paying long before depth does; the uniform and global sweeps never drop
+    drop_blocks: bool = False
 
     @property
     def zeroes_weights(self) -> bool:
@@ -198,6 +201,9 @@ class PruneSpec(_Section):
     def _sparse_options(self) -> PruneSpec:
         if not self.zeroes_weights:
             return self
+        if self.drop_blocks:
+            raise ValueError(f"drop_blocks removes whole residual blocks; method {self.method} zeroes weights and "
+                             f"keeps every layer: remove drop_blocks or use method channel")
         if self.round_to is not None:
             raise ValueError(f"round_to ({self.round_to}) rounds channel counts; method {self.method} removes no "
                              f"channels: remove round_to or use method channel")

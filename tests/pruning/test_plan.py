@@ -67,3 +67,20 @@ def test_offset_ranges_stay_symmetric_in_optuna(resnet18, step, offset_max):
     for name, dist in trial.distributions.items():
         if name != GLOBAL_PARAM:
             assert dist.low == -dist.high == pytest.approx(-offset_max)
+
+
+def test_blocks_are_a_choice_each_and_enqueued_plans_name_every_block(resnet18):
+    from moprune.pruning import drop_key, drop_param, nearest_params
+
+    units = search_units(resnet18, discover_groups(resnet18, X), "group", X)
+    prune = PruneSpec(ratio={"high": 0.8, "step": 0.05}, drop_blocks=True)
+    blocks = ("layer1.1", "layer3.1")
+    # a uniform starting plan drops nothing, and says so for every block (else the sampler would draw them)
+    params = plan_params(units, prune, 0.4, blocks=blocks)
+    assert {params[drop_param(b)] for b in blocks} == {0}
+    assert not any(k.startswith("drop:") for k in suggest_plan(optuna.trial.FixedTrial(params), units, prune, blocks))
+    # a plan made elsewhere keeps its drops in its parameters
+    made = {r: 0.4 for u in units for r in u.roots} | {drop_key("layer3.1"): 1.0}
+    params = nearest_params(units, prune, 0.4, made, blocks=blocks)
+    assert params[drop_param("layer1.1")] == 0 and params[drop_param("layer3.1")] == 1
+    assert suggest_plan(optuna.trial.FixedTrial(params), units, prune, blocks) == made

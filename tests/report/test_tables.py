@@ -28,3 +28,12 @@ def test_pareto_table_and_json_show_the_spread_of_reevaluated_accuracy(tiny_stud
     record = next(r for r in to_records(frame, objectives) if r["number"] == best.number)
     assert record["accuracy_n"] == 3 and record["accuracy_first"] == best.values[0]
     assert record["values"]["accuracy"] == pytest.approx(mean)
+
+
+def test_a_plan_summary_counts_the_dropped_blocks_apart_from_the_ratios():
+    from moprune.report import plan_summary
+
+    assert plan_summary({"a": 0.5, "b": 0.5, "drop:layer1.1": 1.0}) == "uniform 0.50; 1 block dropped"
+    assert plan_summary({"a": 0.0, "drop:x": 1.0, "drop:y": 1.0}) == "2 blocks dropped"
+    assert plan_summary({"a": 0.2, "b": 0.4, "drop:x": 0.0}) == "mean 0.30 [0.20-0.40] over 2 groups"
+    assert plan_summary({"a": 0.0}) == "dense"

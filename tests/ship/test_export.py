@@ -179,3 +179,28 @@ def test_export_refuses_a_folder_that_is_not_an_export(tiny_study, tmp_path):
 def test_load_exported_names_what_is_missing(tmp_path):
     with pytest.raises(MopruneError, match="no config.yaml"):
         moprune.load_exported(tmp_path)
+
+
+def test_a_searched_plan_that_dropped_blocks_exports_and_loads_as_the_trial_model(session_cwd, tmp_path):
+    """prune.drop_blocks: the sampler drops residual blocks; the export replays the drops, then the channels."""
+    from moprune.search import run_study
+
+    spec = make_spec(name="dropblocks", storage=f"sqlite:///{session_cwd / 'dropblocks.db'}",
+                     prune={"drop_blocks": True, "ratio": {"low": 0.0, "high": 0.6, "step": 0.1}},
+                     finetune={"steps": 3}, measure={"threads": 1, "ci_half_width": None},
+                     search={"n_trials": 4, "seed_trials": ["dense"], "sampler": "random", "keep_weights": "all"})
+    study = run_study(spec, progress=False)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    dropped = [t for t in done if any(k.startswith("drop:") and v for k, v in t.user_attrs["plan"].items())]
+    assert dropped, "three random plans over five residual blocks drop at least one"
+    assert not any(k.startswith("drop:") for k in done[0].user_attrs["plan"]), "the dense start drops nothing"
+    trial = dropped[0]
+    assert all(trial.params[f"drop/{k[5:]}"] == 1 for k, v in trial.user_attrs["plan"].items()
+               if k.startswith("drop:") and v)
+    got = export_trial(study, spec, f"trial:{trial.number}", tmp_path / "dropped", formats=("torch",))
+    loaded = moprune.load_exported(got.out)
+    val = load_data(spec.data, seed=spec.seed, device=torch.device("cpu")).val
+    assert evaluate(loaded, val) == trial.values[0] == got.accuracy_checked
+    assert kept_channels(loaded) == trial.user_attrs["channels"]
+    assert (count_complexity(loaded, next(val.batches(2))[0]).macs == trial.user_attrs["macs"]
+            < study.trials[0].user_attrs["macs"])
