@@ -303,9 +303,11 @@ def score_run(run: dict[str, Any], speedups: dict[str, float]) -> dict[str, Any]
 
 
 def proxy_check(ctx, *, plans: int, budget: Budget, seed: int, cap_macs: int) -> dict[str, Any]:
-    """Random plans of the space in the cheap region: each proxy against the accuracy after the trial fine-tune."""
+    """Random plans of the space in the cheap region (each droppable block dropped with probability 1/2): each
+    proxy against the accuracy after the trial fine-tune."""
     import copy
 
+    from moprune.pruning import drop_key
     from moprune.search import finetune_seed
     from moprune.train.proxy import proxy_accuracy
 
@@ -319,6 +321,7 @@ def proxy_check(ctx, *, plans: int, budget: Budget, seed: int, cap_macs: int) ->
         base = rng.uniform(r.low, r.high)
         plan = {root: round(min(max(base + off, r.low), r.high), 6)
                 for u in ctx.units for off in [rng.uniform(-span, span)] for root in u.roots}
+        plan |= {drop_key(b): 1.0 for b in ctx.blocks if rng.random() < 0.5}  # as a sampler's random start draws
         pruned = ctx.prune(plan)
         if ctx.complexity(pruned.model).macs > cap_macs:
             continue

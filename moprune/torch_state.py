@@ -1,15 +1,17 @@
 """Process-wide torch settings changed only for a scope and restored after it.
 
 moprune is a library too: a call that sets torch's thread count or global seed and leaves it set changes the
-user's program (a notebook's later training runs with 1 thread). Every such change goes through these managers.
+user's program (a notebook's later training runs with 1 thread). Every such change goes through these managers;
+``hooked_pass`` does the same for a model's mode and the hooks one traced pass adds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
+from torch import nn
 
 
 @contextmanager
@@ -36,3 +38,17 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def hooked_pass(model: nn.Module, inputs: torch.Tensor, register: Callable[[], list]) -> None:
+    """One eval-mode forward pass under no_grad with the hooks ``register()`` adds; the hooks are removed and the
+    model's mode restored afterwards, whatever the pass raised."""
+    handles = register()
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)

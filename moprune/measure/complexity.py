@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch_pruning as tp
 from torch import nn
+
+from ..torch_state import hooked_pass
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,3 @@ def attention_macs(model: nn.Module, one: torch.Tensor) -> int:
     return total[0]
 
 
-def hooked_pass(model: nn.Module, inputs: torch.Tensor, register: Callable[[], list]) -> None:
-    """One eval-mode forward pass under no_grad with the hooks ``register()`` adds; the hooks are removed and the
-    model's mode restored afterwards, whatever the pass raised."""
-    handles = register()
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .complexity import hooked_pass
+from ..torch_state import hooked_pass
 
 FEATURES = ("macs", "macs_depthwise", "activations", "layers")
 

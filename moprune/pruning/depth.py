@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..torch_state import hooked_pass
 from .groups import classifier_of
 
 #: prefix of a plan key that drops a block: ``{"drop:layer1.1": 1.0}``
@@ -83,15 +84,7 @@ def droppable_blocks(model: nn.Module, example_inputs: torch.Tensor) -> list[str
                 inputs.setdefault(name, args[0].detach().clone())
         return hook
 
-    hooks = [m.register_forward_hook(recorder(n)) for n, m in candidates.items()]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(example_inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    hooked_pass(model, example_inputs, lambda: [m.register_forward_hook(recorder(n)) for n, m in candidates.items()])
     found = [n for n in inputs if _returns_its_input(candidates[n], inputs[n])]  # hooks fire in forward order
     return [n for n in found if not any(inside(n, [o]) for o in found if o != n)]
 

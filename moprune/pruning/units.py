@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..torch_state import hooked_pass
 from .groups import PruneGroup
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,8 @@ def _resolution_of(model: nn.Module, roots: list[str], example_inputs: torch.Ten
             sizes.setdefault(root, tuple(out.shape[2:]))
         return hook
 
-    hooks = [model.get_submodule(r).register_forward_hook(recorder(r)) for r in roots]
-    try:
-        with torch.no_grad():
-            model.eval()(example_inputs)
-    finally:
-        for h in hooks:
-            h.remove()
+    hooked_pass(model, example_inputs, lambda: [model.get_submodule(r).register_forward_hook(recorder(r))
+                                                for r in roots])
     return sizes
 
 
