@@ -66,9 +66,9 @@ def method_spec(task: str, method: str, *, seed: int) -> dict[str, Any]:
         model["sparsity_training"] = dict(SLIM)
         prune["importance"] = "bn_scale"
     if method == "unstructured":
-        prune.update(method="unstructured", importance="l1")
+        prune.update(method="unstructured", importance="l1", drop_blocks=False)
     elif method == "nm":
-        prune.update(method="nm", nm="2:4", importance="l1")
+        prune.update(method="nm", nm="2:4", importance="l1", drop_blocks=False)
     elif method not in METHODS:
         raise ValueError(f"unknown method {method!r}")
     spec.update(prune=prune, finetune=finetune, model=model)
