@@ -6,7 +6,7 @@ N:M sparsity, a model with zeroed weights and the masks its fine-tune must hold.
 """
 
 from .attention import HeadAttention, prunable_form
-from .depth import DROP_KEY, drop_blocks, drop_key, droppable_blocks, split_plan
+from .depth import DROP_KEY, drop_blocks, drop_key, droppable_blocks, dropped_count, split_plan
 from .apply import PrunedModel, apply_plan, kept_channels, make_importance, replay_history
 from .groups import PruneGroup, classifier_of, discover_groups
 from .global_plan import global_plan, local_ratio
@@ -18,7 +18,8 @@ from .transformer import Site, find_sites
 from .units import SearchUnit, search_units
 from .window_attention import WindowHeadAttention
 
-__all__ = ["DROP_KEY", "DROP_PARAM", "drop_blocks", "drop_key", "drop_param", "droppable_blocks", "split_plan",
+__all__ = ["DROP_KEY", "DROP_PARAM", "drop_blocks", "drop_key", "drop_param", "droppable_blocks", "dropped_count",
+           "split_plan",
            "GLOBAL_PARAM", "HeadAttention", "Site", "WindowHeadAttention", "find_sites", "prunable_form", "PruneGroup",
            "PrunePlan", "PrunedModel", "SPARSE_METHODS", "SearchUnit", "apply_plan",
            "apply_sparsity", "classifier_of", "discover_groups", "global_plan", "kept_channels", "local_ratio",

@@ -41,6 +41,11 @@ def split_plan(plan: dict[str, float]) -> tuple[dict[str, float], list[str]]:
     return ratios, dropped
 
 
+def dropped_count(plan: dict[str, float] | None) -> int:
+    """How many blocks ``plan`` drops (0 for a plan of widths only, or none)."""
+    return len(split_plan(plan or {})[1])
+
+
 def inside(name: str, blocks: list[str] | tuple[str, ...]) -> bool:
     """Whether the module ``name`` is one of ``blocks`` or lies within one."""
     return any(name == b or name.startswith(b + ".") for b in blocks)

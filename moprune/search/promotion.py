@@ -33,6 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..pareto import pareto_ranks
+from ..pruning import dropped_count
 from ..record import TrialRecord, baseline_of
 from .calibration import ProxyLine
 
@@ -68,7 +69,7 @@ class Outlook:
         """Up to ``count`` of ``trials`` (screened: proxy, first cost), greedily by optimistic hypervolume gain."""
         front, chosen, pool = list(self.front), [], list(trials)
         while pool and len(chosen) < count:
-            points = {t.number: (self.optimistic(t.values[0]), t.values[1]) for t in pool}
+            points = {t.number: (self.optimistic(read(t, self.line)), t.values[1]) for t in pool}
             gains = {n: self.gain(front, p) for n, p in points.items()}
             best = max(pool, key=lambda t: (gains[t.number], -t.number))
             if gains[best.number] <= 0:
@@ -77,6 +78,26 @@ class Outlook:
             front.append(points[best.number])
             pool.remove(best)
         return chosen
+
+
+def dropped_by(trial: optuna.trial.FrozenTrial) -> int:
+    """How many residual blocks a screened plan drops."""
+    record = TrialRecord.of(trial)
+    return dropped_count(record.fixed_plan or record.plan)
+
+
+def read(trial: optuna.trial.FrozenTrial, line: ProxyLine | None) -> float:
+    """A screened plan's proxy as the line reads it (``ProxyLine.adjusted``); the proxy itself without a line."""
+    return trial.values[0] if line is None else line.adjusted(trial.values[0], dropped_by(trial))
+
+
+def explore_depth(fresh: list[optuna.trial.FrozenTrial], line: ProxyLine | None) -> optuna.trial.FrozenTrial | None:
+    """While no fine-tuned plan has dropped a block, the screened plan that drops blocks with the highest proxy:
+    its fine-tune gives the line its first reading of what a block costs the proxy (``ProxyLine.per_block``)."""
+    if line is None or line.blocks_tried:
+        return None
+    deep = [t for t in fresh if dropped_by(t) > 0]
+    return max(deep, key=lambda t: (t.values[0], -t.number)) if deep else None
 
 
 def _area(points: list[tuple[float, float]], budget: float, worst: float) -> float:
@@ -102,17 +123,17 @@ def probe(below: list[optuna.trial.FrozenTrial], outlook: Outlook) -> optuna.tri
     line = outlook.line
     fastest = min((cost for _, cost in outlook.front), default=math.inf)
     pool = [t for t in below if t.values[1] < fastest
-            and (line.missed_below is None or t.values[0] > line.missed_below)]
+            and (line.missed_below is None or read(t, line) > line.missed_below)]
     if not pool:
         return None
-    low = line.missed_below if line.missed_below is not None else min(t.values[0] for t in pool)
+    low = line.missed_below if line.missed_below is not None else min(read(t, line) for t in pool)
     if line.floor - low < MIN_PROBE_GAP:
         return None
     middle = (low + line.floor) / 2
-    upper = [t for t in pool if t.values[0] >= middle]
+    upper = [t for t in pool if read(t, line) >= middle]
     if upper:
         return min(upper, key=lambda t: (t.values[1], t.number))
-    return max(pool, key=lambda t: (t.values[0], -t.number))
+    return max(pool, key=lambda t: (read(t, line), -t.number))
 
 
 def outlook_of(study: optuna.Study, line: ProxyLine | None, cost: str, accuracy_at: int) -> Outlook | None:
@@ -152,7 +173,9 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     device on the front too. Within a rank the picks are spread evenly along the front by that cost, so one round
     does not promote near-duplicates. With a ``floor`` (the lowest proxy the budget may admit: ``ProxyLine.floor``),
     plans below it are ranked only when those above run out, highest proxy first; but with ``probing``, an outlook
-    and room for two or more, one plan under the floor is promoted to test it (``probe``).
+    and room for two or more, one plan under the floor is promoted to test it (``probe``). Proxies are read as the
+    line reads them (``read``: plus the shift of the blocks a plan dropped), and while no fine-tuned plan has
+    dropped a block, one promotion of a round of two or more goes to the best that does (``explore_depth``).
     """
     done = [t for t in screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     taken = promoted(study)
@@ -160,8 +183,16 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     fresh = [t for t in done if t.number not in taken and _plan_key(t) not in ran]
     if not fresh or count <= 0:
         return []
-    above = [t for t in fresh if floor is None or t.values[0] >= floor]
-    below = sorted((t for t in fresh if floor is not None and t.values[0] < floor), key=lambda t: -t.values[0])
+    line = outlook.line if outlook is not None else None
+    explorer = explore_depth(fresh, line) if count >= 2 else None
+    if explorer is not None:
+        log.info("promoting screened plan %d (proxy %.3f, %d block(s) dropped) to learn what a dropped block costs "
+                 "the proxy: no fine-tuned plan has dropped one yet", explorer.number, explorer.values[0],
+                 dropped_by(explorer))
+        fresh = [t for t in fresh if t is not explorer]
+        count -= 1
+    above = [t for t in fresh if floor is None or read(t, line) >= floor]
+    below = sorted((t for t in fresh if floor is not None and read(t, line) < floor), key=lambda t: -read(t, line))
     tester = probe(below, outlook) if probing and outlook is not None and count >= 2 else None
     room = count - (tester is not None)
     chosen = outlook.pick(above, room) if outlook is not None else []
@@ -175,6 +206,8 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
                  else f"between {outlook.line.missed_below:.3f} (a fine-tuned plan that missed the budget) and the floor")
         chosen.append(tester)
     chosen += [t for t in below if t is not tester][:count - len(chosen)]
+    if explorer is not None:
+        chosen.insert(0, explorer)
     for t in chosen:
         record = TrialRecord.of(t)
         # not skip_if_exists (which compares parameters only): a global plan's nearest parameters may be those of a

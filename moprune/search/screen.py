@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..measure import LatencyModel, cost_features
-from ..pruning import suggest_plan
+from ..pruning import dropped_count, suggest_plan
 from ..record import SCREEN_SUFFIX, TrialRecord
 from ..spec import StudySpec
 from .calibration import LatencyCalibration, ProxyCalibration
@@ -70,6 +70,7 @@ class ScreenObjective:
         # below it is marked infeasible (Trial.set_constraint), so the sampler learns where the budget lies instead
         # of exploring the fast end of the proxy x cost front, where plans read chance and none is ever promoted
         self.floor: float | None = None
+        self.per_block = 0.0  # ProxyLine.per_block: a plan's proxy is read plus this for each block it dropped
         # the study's dense latency: a timed plan's latency is it over the paired speedup, as a fine-tuned trial's
         self.baseline_latency_ms = baseline_latency_ms
 
@@ -108,7 +109,8 @@ class ScreenObjective:
         # its proxy (a failure before here still records why, in _Recorded)
         dataclasses.replace(record, accuracy_proxy=proxy.accuracy, proxy_method=proxy.method).write(trial)
         if self.floor is not None:
-            trial.set_constraint("accuracy_proxy_floor", self.floor - proxy.accuracy)
+            read = proxy.accuracy + self.per_block * dropped_count(plan)
+            trial.set_constraint("accuracy_proxy_floor", self.floor - read)
         return [float(measured[name]) for name in self.objectives]
 
 
@@ -199,6 +201,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
     round_no = 0
     while finished_count(study) < target:
         scorer.floor = floor
+        scorer.per_block = outlook.line.per_block if outlook is not None else 0.0
         done = len(screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL,
                                                                TrialState.PRUNED)))
         n = 0

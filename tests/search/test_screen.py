@@ -350,3 +350,45 @@ def test_the_proxy_line_keeps_its_own_slope_when_proxies_spread_and_slope_1_when
     assert shrunk_line([0.5], [0.7]) == pytest.approx((1.0, 0.2)), "one plan: slope 1 through it"
     falling = [0.1, 0.9, 0.2, 0.8]
     assert shrunk_line(falling, [0.9, 0.1, 0.8, 0.2])[0] == 1.0, "never a falling line"
+
+
+def test_a_dropped_block_shifts_the_proxy_by_what_the_fine_tuned_plans_that_dropped_one_say():
+    """Plans that drop blocks screen lower than width-pruned plans of the same fine-tuned accuracy (bench
+    MobileNetV2, 2026-12-04): the line learns the shift per block and reads their proxies with it."""
+    from moprune.search.calibration import fit_line
+
+    widths = ([0.6, 0.7, 0.8, 0.9], [0.88, 0.91, 0.94, 0.97])  # accuracy = 0.7 + 0.3 x proxy
+    deep = ([0.5, 0.6], [0.91, 0.94])  # two blocks dropped each: on the line 0.2 proxy higher
+    line = fit_line(widths[0] + deep[0], widths[1] + deep[1], 0.92, [0, 0, 0, 0, 2, 2])
+    assert line.blocks_tried and 0.05 < line.per_block < 0.1, "0.1 a block, shrunk by one pseudo-block"
+    assert line.adjusted(0.5, 2) > line.adjusted(0.5, 0) == 0.5
+    plain = fit_line(widths[0] + deep[0], widths[1] + deep[1], 0.92)
+    assert not plain.blocks_tried and plain.per_block == 0.0
+    assert line.spread < plain.spread, "the shift explains what one line for both kinds could not"
+
+
+def test_until_a_fine_tuned_plan_drops_a_block_one_promotion_explores_one():
+    from moprune.pruning import drop_key
+    from moprune.search.calibration import ProxyLine
+    from moprune.search.promotion import Outlook
+
+    screened = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {"ratio/global": optuna.distributions.FloatDistribution(0, 1)}
+    plans = [({"a": 0.5}, (0.90, 5.0)), ({"a": 0.6}, (0.88, 4.0)), ({"a": 0.5, drop_key("b"): 1.0}, (0.70, 3.0)),
+             ({"a": 0.4, drop_key("b"): 1.0}, (0.75, 3.5))]
+    for i, (plan, values) in enumerate(plans):
+        screened.add_trial(optuna.trial.create_trial(values=list(values), params={"ratio/global": i / 10},
+                                                     distributions=dist,
+                                                     user_attrs=TrialRecord(fidelity="screened", plan=plan).attrs()))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    untried = Outlook(ProxyLine(1.0, 0.0, 0.02, 0.85, 0.85), (), 10.0)
+    chosen = promote(screened, study, 2, floor=0.85, outlook=untried)
+    assert chosen[0] == 3, "the depth-pruned plan with the best proxy, under the floor though it is"
+    assert len(chosen) == 2 and chosen[1] in (0, 1)
+    def first(per_block: float) -> list[int]:
+        tried = Outlook(ProxyLine(1.0, 0.0, 0.02, 0.85, 0.85, per_block=per_block, blocks_tried=True), (), 10.0)
+        return promote(screened, optuna.create_study(directions=["maximize", "minimize"]), 1, floor=0.85,
+                       outlook=tried)
+
+    assert first(0.0) == [0], "a shift of nothing: the widths' best plan adds most"
+    assert first(0.2) == [3], "read 0.2 higher, the faster depth-pruned plan adds more (0.95 at 3.5 ms)"
