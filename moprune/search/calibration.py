@@ -116,7 +116,7 @@ class ProxyCalibration:
         line = fit_line(xs, ys, budget, dropped)
         log.info("proxy calibration over %d fine-tuned plan(s): accuracy = %.3f + %.3f x proxy (residual sd %.3f)%s; "
                  "the accuracy budget %.4f is a proxy of %.3f (the line's %.3f)", len(xs), line.intercept,
-                 line.slope, line.spread, f", proxy + {line.per_block:.3f} per dropped block" if line.blocks_tried
+                 line.slope, line.spread, f", proxy {line.per_block:+.3f} per dropped block" if line.blocks_tried
                  else "", budget, line.floor, (budget - line.intercept) / line.slope)
         return line
 
