@@ -14,6 +14,7 @@ from moprune.pruning import apply_plan, replay_history
 from moprune.pruning import discover_groups
 from moprune.spec import DataSpec
 from moprune.train import evaluate, train
+from moprune.train.proxy import adaptive_bn
 
 X = torch.randn(1, 3, 32, 32)
 
@@ -79,8 +80,11 @@ def test_pruned_model_still_trains_on_digits():
     pruned = apply_plan(model.eval(), {g.root: 0.5 for g in discover_groups(model, x1)}, x1)
     before = evaluate(pruned.model, data.val)
     train(pruned.model, data.train, steps=15, lr=0.05, batch_size=64, seed=1)
+    # as every moprune fine-tune ends: BatchNorm statistics re-estimated. Without it the eval-mode accuracy after
+    # 15 steps reads the running statistics' lag (0.19-0.48 over seeds 0-2 on an Intel Xeon), with it 0.88-0.90
+    adaptive_bn(pruned.model, data.train, batches=8, batch_size=64, seed=2)
     after = evaluate(pruned.model, data.val)
-    assert after > 0.5 and after >= before
+    assert after > 0.7 and after > before + 0.5
 
 
 @pytest.mark.parametrize("round_to", [None, 8])
