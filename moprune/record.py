@@ -70,6 +70,9 @@ class TrialRecord:
     latency_runtime: str | None = None  # what ran the timed passes: "eager float32", "onnxruntime 1.22.0 CPU..."
     runtime_prepare_s: float | None = None  # compiling / exporting for that runtime (recorded, never timed)
     latency_predicted_ms: float | None = None  # a screened plan's latency by the study's latency model: never measured
+    # what the latency model reads of a screened plan (moprune.measure.latency_model.FEATURES): each round re-predicts
+    # its latency with the model refitted since, instead of trusting the prediction of the round that screened it
+    cost_features: list[float] | None = None
     measure_cached: bool | None = None  # reused from an earlier trial of the same shape
     device: str | None = None
     device_name: str | None = None

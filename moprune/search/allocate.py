@@ -8,7 +8,8 @@ one quadratic per unit (ridge, its strength chosen by leave-one-out error), the 
 many small losses add up to a collapse the way a network's damage does. Under such a model the best plan for a
 trade-off ``lambda`` is found one unit at a time (maximise ``proxy_u(r) - lambda * cost_u(r)`` for each unit, a
 Lagrangian relaxation of "best proxy within a cost budget"), and sweeping ``lambda`` gives every plan on the model's
-front, from light to heavy pruning. ``propose_allocations`` picks those next to the accuracy budget, and a neighbour
+front, from light to heavy pruning. A droppable residual block is a unit of two settings (kept, dropped), so the
+model also says which blocks buy latency cheaply. ``propose_allocations`` picks those next to the accuracy budget, and a neighbour
 of each so the model keeps learning, to be screened for real: the model only chooses what is measured next, and
 nothing it predicts is stored.
 """
@@ -38,10 +39,12 @@ class AdditiveModel:
     quadratic: tuple[float, ...]
     loo_rmse: float  # leave-one-out error of the fit, in the units of y
 
-    def terms(self, grid: np.ndarray) -> np.ndarray:
-        """Each unit's contribution at each grid ratio: shape (units, len(grid))."""
+    def terms(self, values: np.ndarray) -> np.ndarray:
+        """Each column's contribution at each of its settings (``values``: columns x settings, or one grid that
+        every column shares)."""
         lin, quad = np.asarray(self.linear)[:, None], np.asarray(self.quadratic)[:, None]
-        return lin * grid[None, :] + quad * grid[None, :] ** 2
+        v = np.atleast_2d(np.asarray(values, dtype=float))
+        return lin * v + quad * v**2
 
     def predict(self, ratios: np.ndarray) -> np.ndarray:
         """Predictions for plans (rows of per-unit ratios)."""
@@ -116,76 +119,108 @@ def lagrangian_plans(gain: np.ndarray, cost: np.ndarray, allowed: np.ndarray | N
 
 @dataclass(frozen=True)
 class Allocation:
-    """A proposed plan: one ratio per unit, with what the models predicted (used only to choose it)."""
+    """A proposed plan: one ratio per unit and a 0/1 drop per residual block, with what the models predicted (used
+    only to choose it)."""
 
     ratios: tuple[float, ...]
     predicted_proxy: float
     predicted_cost: float
+    drops: tuple[int, ...] = ()
+
+    @property
+    def key(self) -> tuple[float, ...]:
+        """The plan as one tuple (ratios, then drops), as ``propose_allocations``' ``seen`` holds them."""
+        return self.ratios + tuple(float(d) for d in self.drops)
+
+
+#: Plans that vary per unit (or drop a block) before the model proposes anything: at least this many, and a third of
+#: its columns. ``units + 3`` kept it silent on every seed of the bench's 24-plan screens (ResNet-20: 12 units and
+#: 7 blocks; 8-12 varied plans before the last round, 2026-12-04); the ridge's leave-one-out penalty keeps a fit on
+#: fewer plans than columns near "every unit alike", which the sweeps it was fitted with tell well.
+MIN_VARIED = 6
 
 
 def propose_allocations(ratios: np.ndarray, proxies: np.ndarray, costs: np.ndarray, grid: Sequence[float], *,
                         count: int, floor: float | None, seen: set[tuple[float, ...]], seed: int,
-                        span: float | None = None) -> list[Allocation]:
+                        span: float | None = None, drops: np.ndarray | None = None) -> list[Allocation]:
     """Up to ``count`` new plans: half on the fitted front where the accuracy budget binds, half their neighbours.
 
-    ``ratios`` (plans x units), ``proxies`` and ``costs`` are the screened plans so far; ``grid`` the ratios a unit
-    may take; ``floor`` the proxy at which the accuracy budget is reached (None: unknown). ``span`` keeps every
-    unit within that distance of the plan's reference level, as the search space does (``prune.offset_max``): a
-    fit of a few dozen plans is trusted near them, not in the corners, where it extrapolates and where the proxy
-    itself is least faithful. The reference levels are those of the screened plans at the fast end of what reaches
-    the floor. ``seen`` plans, already screened or queued, are skipped.
+    ``ratios`` (plans x units), ``proxies`` and ``costs`` are the screened plans so far; ``drops`` (plans x blocks,
+    0/1) which residual blocks each dropped, a unit of two settings each; ``grid`` the ratios a unit may take;
+    ``floor`` the proxy at which the accuracy budget is reached (None: unknown). ``span`` keeps every unit within
+    that distance of the plan's reference level, as the search space does (``prune.offset_max``): a fit of a few
+    dozen plans is trusted near them, not in the corners, where it extrapolates and where the proxy itself is least
+    faithful. The reference levels are those of the screened plans at the fast end of what reaches the floor.
+    ``seen`` plans (``Allocation.key``), already screened or queued, are skipped.
     """
     x = np.asarray(ratios, dtype=float)
     p = np.asarray(proxies, dtype=float)
     c = np.asarray(costs, dtype=float)
     n, units = x.shape
-    # what tells units apart is plans whose units differ; sweeps of one ratio for all say nothing per unit
-    varied = int(np.sum(x.std(axis=1) > 0.02))
-    if count <= 0 or varied < units + 3:
+    d = np.zeros((n, 0)) if drops is None else np.asarray(drops, dtype=float).reshape(n, -1)
+    blocks = d.shape[1]
+    # what tells units apart is plans whose units differ (or that drop a block); sweeps of one ratio for all say
+    # nothing per unit
+    varied = int(np.sum((x.std(axis=1) > 0.02) | (d.sum(axis=1) > 0)))
+    if count <= 0 or varied < max(MIN_VARIED, (units + blocks) // 3):
         return []
-    proxy_model = fit_additive(x, logit(p))
-    cost_model = fit_additive(x, c)
+    columns = np.hstack([x, d])
+    proxy_model = fit_additive(columns, logit(p))
+    cost_model = fit_additive(columns, c)
     g = np.asarray(grid, dtype=float)
-    gain, price = proxy_model.terms(g), cost_model.terms(g)
+    size = max(len(g), 2)
+    values = np.zeros((units + blocks, size))  # each column's settings: a unit's grid; a block's kept (0), dropped (1)
+    values[:units, :len(g)] = g
+    values[units:, 1] = 1.0
+    gain, price = proxy_model.terms(values), cost_model.terms(values)
     levels = _reference_levels(x, p, c, floor, g)
     candidates: dict[tuple[float, ...], Allocation] = {}
     for level in levels:
-        allowed = np.ones((units, len(g)), dtype=bool)
+        allowed = np.zeros((units + blocks, size), dtype=bool)
+        allowed[:units, :len(g)] = True
+        allowed[units:, :2] = True
         if span is not None:
-            allowed &= np.abs(g - level)[None, :] <= span + 1e-9
+            allowed[:units, :len(g)] &= np.abs(g - level)[None, :] <= span + 1e-9
         for idx in lagrangian_plans(gain, price, allowed):
-            r = np.array([g[i] for i in idx])
-            key = tuple(round(float(v), 6) for v in r)
-            candidates[key] = Allocation(key, _sigmoid(float(proxy_model.predict(r)[0])),
-                                         float(cost_model.predict(r)[0]))
-    pool = [a for a in candidates.values() if a.ratios not in seen]
+            a = _allocation(proxy_model, cost_model, [values[k, i] for k, i in enumerate(idx)], units)
+            candidates[a.key] = a
+    pool = [a for a in candidates.values() if a.key not in seen]
     if floor is not None:  # where the budget binds: predicted just above it, and a little below (the fit errs)
         near = [a for a in pool if floor - 0.05 <= a.predicted_proxy <= floor + 0.15]
         pool = near or sorted(pool, key=lambda a: abs(a.predicted_proxy - floor))[:1]
     on_front = _spread(sorted(pool, key=lambda a: a.predicted_cost), max(1, count // 2 + count % 2))
     chosen = list(on_front)
-    taken = set(seen) | {a.ratios for a in chosen}
+    taken = set(seen) | {a.key for a in chosen}
     rng = random.Random(seed)
-    for a in on_front:  # a neighbour of each: one unit moved one grid step, so the fit keeps learning near the front
-        if len(chosen) >= count:
+    for a in on_front:  # a neighbour of each: one unit moved one grid step (or one block flipped), so the fit keeps
+        if len(chosen) >= count:  # learning near the front
             break
-        for _ in range(4 * units):
-            u = rng.randrange(units)
-            i = int(np.argmin(np.abs(g - a.ratios[u]))) + rng.choice((-1, 1))
-            if not 0 <= i < len(g):
-                continue
-            moved = list(a.ratios)
-            moved[u] = round(float(g[i]), 6)
-            key = tuple(moved)
-            if key not in taken:
-                r = np.array(moved)
-                chosen.append(Allocation(key, _sigmoid(float(proxy_model.predict(r)[0])),
-                                         float(cost_model.predict(r)[0])))
-                taken.add(key)
+        for _ in range(4 * (units + blocks)):
+            setting = list(a.key)
+            k = rng.randrange(units + blocks)
+            if k >= units:
+                setting[k] = 1.0 - setting[k]
+            else:
+                i = int(np.argmin(np.abs(g - setting[k]))) + rng.choice((-1, 1))
+                if not 0 <= i < len(g):
+                    continue
+                setting[k] = round(float(g[i]), 6)
+            moved = _allocation(proxy_model, cost_model, setting, units)
+            if moved.key not in taken:
+                chosen.append(moved)
+                taken.add(moved.key)
                 break
     log.debug("allocation model: proxy logit LOO RMSE %.3f, cost LOO RMSE %.3f; levels %s; %d proposed",
               proxy_model.loo_rmse, cost_model.loo_rmse, levels, len(chosen))
     return chosen[:count]
+
+
+def _allocation(proxy_model: AdditiveModel, cost_model: AdditiveModel, setting: Sequence[float], units: int
+                ) -> Allocation:
+    """The plan of one setting per column (ratios, then drops) with the models' predictions."""
+    row = np.asarray(setting, dtype=float)
+    return Allocation(tuple(round(float(v), 6) for v in row[:units]), _sigmoid(float(proxy_model.predict(row)[0])),
+                      float(cost_model.predict(row)[0]), tuple(int(round(v)) for v in row[units:]))
 
 
 def _reference_levels(x: np.ndarray, proxies: np.ndarray, costs: np.ndarray, floor: float | None,

@@ -139,9 +139,23 @@ class ProxyLine:
     # dropped a block: until one did, the shift is unknown, not zero (``moprune.search.promotion`` explores it)
     per_block: float = 0.0
     blocks_tried: bool = False
+    # where the line was fitted: the mean of the (shifted) proxies, their sum of squared deviations plus the slope
+    # prior's, and how many plans; ``sd_at`` widens the spread with the distance from them
+    mean_proxy: float | None = None
+    sxx: float = 0.0
+    points: int = 0
 
     def accuracy(self, proxy: float) -> float:
         return self.intercept + self.slope * proxy
+
+    def sd_at(self, proxy: float) -> float:
+        """How far a plan's accuracy after the fine-tune may lie from the line at ``proxy``: the residual sd widened
+        as a regression's prediction interval is (``sqrt(1 + 1/n + (x - mean)^2 / Sxx)``). A line fitted on slow
+        plans, whose proxies bunch near the top, knows least about the fast plans far below them, and promotion
+        (``moprune.search.promotion.Outlook.expected_gain``) should see that."""
+        if self.mean_proxy is None or self.points == 0 or self.sxx <= 0:
+            return self.spread
+        return self.spread * math.sqrt(1 + 1 / self.points + (proxy - self.mean_proxy) ** 2 / self.sxx)
 
     def adjusted(self, proxy: float, dropped: int) -> float:
         """A screened plan's proxy as the line reads it: plus ``per_block`` for each block it dropped."""
@@ -177,8 +191,10 @@ def fit_line(xs: list[float], ys: list[float], budget: float, dropped: list[int]
         residuals = [y - (intercept + slope * x) for x, y in zip(xs, ys)]
         spread = max(math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2)), 0.005)
     floor = proxy_floor(xs, ys, budget, spread)
+    mean = statistics.fmean(xs)
+    sxx = sum((x - mean) ** 2 for x in xs) + PRIOR_SPREAD ** 2 * len(xs)
     return ProxyLine(slope, intercept, spread, floor, budget, max((x for x in xs if x < floor), default=None),
-                     per_block, any(dropped))
+                     per_block, any(dropped), mean, sxx, len(xs))
 
 
 def proxy_floor(xs: list[float], ys: list[float], budget: float, spread: float = 0.0) -> float:
@@ -191,8 +207,7 @@ def proxy_floor(xs: list[float], ys: list[float], budget: float, spread: float =
     at 0.69 and met the budget (0.964) after its fine-tune, while the line through the first six plans it fine-tuned
     put the floor at 0.85, and the screen fine-tuned no plan of its own faster than 3.4x. A plan screened as low as
     one that met the budget may meet it too; and a plan the line puts within one sd of the budget may meet it, as
-    the fine-tuned plans scatter about the line (promotion reads the line as optimistically:
-    ``moprune.search.promotion``). Where the line is flat one sd moves the floor far: on that VGG the allocation
+    the fine-tuned plans scatter about the line (promotion weighs that scatter: ``moprune.search.promotion``). Where the line is flat one sd moves the floor far: on that VGG the allocation
     model's 4-5x plans screened at 0.78, under the line's floor, and promotion never weighed them.
     """
     slope, intercept = shrunk_line(xs, ys)

@@ -8,11 +8,12 @@ Each is queued in the screen study (``moprune.search.screen``) and carries who p
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
 
-from ..pruning import DROP_PARAM, GLOBAL_PARAM, nearest_params, plan_params
+from ..pruning import DROP_PARAM, GLOBAL_PARAM, drop_key, nearest_params, plan_params, split_plan
 from ..record import TrialRecord
 from ..spec import StudySpec
 from .context import StudyContext
@@ -49,37 +50,50 @@ def unit_ratios(ctx: StudyContext, plan: dict[str, float]) -> tuple[float, ...]:
     """A plan as one ratio per search unit (the mean over the unit's roots: a global-pruning plan may differ)."""
     return tuple(round(sum(plan.get(root, 0.0) for root in u.roots) / len(u.roots), 6) for u in ctx.units)
 
-def queue_allocations(screened: optuna.Study, ctx: StudyContext, count: int, *, floor: float | None, seed: int
-                      ) -> int:
+
+def block_drops(ctx: StudyContext, plan: dict[str, float]) -> tuple[int, ...]:
+    """A plan's drop (1) or keep (0) of each droppable block, in ``ctx.blocks`` order."""
+    dropped = set(split_plan(plan)[1])
+    return tuple(int(b in dropped) for b in ctx.blocks)
+
+
+def queue_allocations(screened: optuna.Study, ctx: StudyContext, count: int, *, floor: float | None, seed: int,
+                      cost: Callable[[optuna.trial.FrozenTrial], float] | None = None) -> int:
     """Queue up to ``count`` plans the additive allocation model (``moprune.search.allocate``) puts on its front
-    near the accuracy budget (``floor``, in proxy units), and a neighbour of each, to be screened next."""
+    near the accuracy budget (``floor``, in proxy units), and a neighbour of each, to be screened next. Its units are
+    the search units' ratios and the droppable blocks; ``cost(trial)`` a screened plan's first cost (default the
+    stored value)."""
     import numpy as np
 
     from .allocate import propose_allocations
 
     spec = ctx.spec
-    rows, proxies, costs, seen = [], [], [], set()
+    rows, drops, proxies, costs, seen = [], [], [], [], set()
     for t in screened.get_trials(deepcopy=False):
         record = TrialRecord.of(t)
         plan = record.fixed_plan or record.plan
         if plan:
-            seen.add(unit_ratios(ctx, plan))
+            seen.add(unit_ratios(ctx, plan) + tuple(float(d) for d in block_drops(ctx, plan)))
         if t.state == TrialState.COMPLETE and plan:
             rows.append(unit_ratios(ctx, plan))
+            drops.append(block_drops(ctx, plan))
             proxies.append(t.values[0])
-            costs.append(t.values[1])
+            costs.append(t.values[1] if cost is None else cost(t))
     if not rows or len(screened.directions) < 2:
         return 0
     r = spec.prune.ratio
     step = r.step or 0.05
     grid = [round(min(r.low + step * k, r.high), 6) for k in range(int(round((r.high - r.low) / step)) + 1)]
     proposals = propose_allocations(np.array(rows), np.array(proxies), np.array(costs), grid, count=count,
-                                    floor=floor, seen=seen, seed=seed, span=spec.prune.offset_max or None)
+                                    floor=floor, seen=seen, seed=seed, span=spec.prune.offset_max or None,
+                                    drops=np.array(drops, dtype=float).reshape(len(rows), len(ctx.blocks)))
     for a in proposals:
         plan = {root: ratio for u, ratio in zip(ctx.units, a.ratios) for root in u.roots}
+        plan |= {drop_key(b): 1.0 for b, d in zip(ctx.blocks, a.drops) if d}
         params = nearest_params(ctx.units, spec.prune, sum(a.ratios) / len(a.ratios), plan, blocks=ctx.blocks)
         screened.enqueue_trial(params, user_attrs=TrialRecord(fixed_plan=plan, proposer="allocation").attrs())
     return len(proposals)
+
 
 def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, per_plan: int, seed: int,
               limit: int | None = None) -> int:

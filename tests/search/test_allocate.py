@@ -73,3 +73,21 @@ def test_proposals_stay_near_the_accuracy_budget_and_skip_what_was_screened():
     again = propose_allocations(x, proxy, cost, grid, count=2, floor=0.5, seen={a.ratios for a in first}, seed=0)
     assert not {a.ratios for a in first} & {a.ratios for a in again}
     assert np.all(logit(np.array([0.0, 1.0])) == logit(np.array([0.005, 0.995])))
+
+
+def test_blocks_are_units_of_two_settings_dropped_where_they_buy_cost_cheaply():
+    """Block 0 saves much latency and costs the proxy little; block 1 saves little and costs much."""
+    rng = random.Random(1)
+    grid = [round(0.1 * k, 6) for k in range(7)]
+    x = np.array([[rng.choice(grid) for _ in range(2)] for _ in range(24)])
+    d = np.array([[rng.random() < 0.5, rng.random() < 0.5] for _ in range(24)], dtype=float)
+    proxy = 1 / (1 + np.exp(-(4.0 - 4.0 * x.sum(axis=1) - 0.2 * d[:, 0] - 3.0 * d[:, 1])))
+    cost = 10.0 - 4.0 * x.sum(axis=1) - 3.0 * d[:, 0] - 0.2 * d[:, 1]
+    proposals = propose_allocations(x, proxy, cost, grid, count=4, floor=0.6, seen=set(), seed=0, drops=d)
+    assert proposals and all(len(a.drops) == 2 for a in proposals)
+    on_front = proposals[: len(proposals) // 2 + len(proposals) % 2]
+    assert all(a.drops == (1, 0) for a in on_front), on_front
+    assert len({a.key for a in proposals}) == len(proposals)
+    again = propose_allocations(x, proxy, cost, grid, count=4, floor=0.6, seen={a.key for a in proposals}, seed=0,
+                                drops=d)
+    assert not {a.key for a in proposals} & {a.key for a in again}

@@ -392,3 +392,19 @@ def test_until_a_fine_tuned_plan_drops_a_block_one_promotion_explores_one():
 
     assert first(0.0) == [0], "a shift of nothing: the widths' best plan adds most"
     assert first(0.2) == [3], "read 0.2 higher, the faster depth-pruned plan adds more (0.95 at 3.5 ms)"
+
+
+def test_a_screened_plans_latency_is_re_predicted_by_the_latest_model(screened_study):
+    """Round 1's model is the dense latency scaled by MACs; a plan screened then is read with the model refitted
+    since, from the features it was screened with, and its stored prediction is left as it was."""
+    from moprune.measure import LatencyModel
+    from moprune.search.screen import first_cost
+
+    _, url, _ = screened_study
+    screened = optuna.load_study(study_name="screened" + SCREEN_SUFFIX, storage=url)
+    done = [t for t in screened.get_trials() if t.state == TrialState.COMPLETE]
+    assert done and all(len(t.user_attrs["cost_features"]) == 4 for t in done)
+    t = done[0]
+    model = LatencyModel(1.0, (0.0, 0.0, 0.0, 2.0), points=5, loo_error=None)
+    assert first_cost(model)(t) == pytest.approx(1.0 + 2.0 * t.user_attrs["cost_features"][3])
+    assert first_cost(None)(t) == t.values[1] == t.user_attrs["latency_predicted_ms"]
