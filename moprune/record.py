@@ -23,6 +23,9 @@ INTERRUPTED = "interrupted"
 WORKER_DIED = "worker died (no heartbeat within the grace period)"
 DEVICE_LOST = "device lost (a sticky CUDA error; the plan runs again when the run is resumed)"
 MEASUREMENT_FAILED = "energy measurement failed (not a result about the plan; it runs again when the run is resumed)"
+#: A fine-tuned trial's plan over a hard budget (MACs, latency, energy) is not fine-tuned; its accuracy value is the
+#: one before any fine-tune, which tables must not show beside fine-tuned accuracies.
+REJECTED_PREFIX = "rejected before fine-tune: over budget on "
 _NOT_RESULTS = (INTERRUPTED, WORKER_DIED, DEVICE_LOST, MEASUREMENT_FAILED)
 #: Failures that say nothing about the plan: they do not count, and the plan is queued again on resume.
 RERUN_REASONS = (INTERRUPTED, DEVICE_LOST, MEASUREMENT_FAILED)

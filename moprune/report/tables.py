@@ -10,7 +10,7 @@ import pandas as pd
 import statistics
 
 from ..pruning.depth import split_plan
-from ..record import TrialRecord, environment_of, spec_of
+from ..record import REJECTED_PREFIX, TrialRecord, environment_of, spec_of
 from .measured import format_measured_with, measured_with
 
 
@@ -94,8 +94,13 @@ def format_table(frame: pd.DataFrame, objectives: list[str]) -> str:
     shown["speedup"] = frame["speedup"].map(lambda v: f"{v:.2f}x" if pd.notna(v) else "-")
     if "score" in frame:  # `pareto --rank-by`
         shown["score"] = frame["score"].map(lambda v: f"{v:+.4f}" if pd.notna(v) else "-")
+    rejected = frame["fail_reason"].map(lambda r: isinstance(r, str) and r.startswith(REJECTED_PREFIX))
+    if "accuracy" in objectives and rejected.any():
+        # its value is the accuracy before any fine-tune (Optuna needs one): never shown beside fine-tuned ones
+        shown["accuracy"] = ["not fine-tuned" if r else text for r, text in zip(rejected, shown["accuracy"])]
     if not frame["feasible"].all():
-        shown["feasible"] = frame["feasible"].map({True: "yes", False: "no"})
+        shown["feasible"] = ["no: over " + r.split(" on ", 1)[-1] if out else ("yes" if ok else "no")
+                             for ok, out, r in zip(frame["feasible"], rejected, frame["fail_reason"])]
     shown["plan"] = frame["plan"].map(plan_summary)
     if "origin" in frame:
         shown["from"] = frame["origin"].map(lambda o: o.removeprefix("start: ") if isinstance(o, str) else "-")

@@ -22,7 +22,7 @@ import torch
 from ..errors import DeviceLost, MeasurementUnreliable, TrialFailed
 from ..measure import ArchitectureMeasurement, EnergyMeasurementError
 from ..pruning import PrunedModel, PrunePlan, suggest_plan
-from ..record import DEVICE_LOST, MEASUREMENT_FAILED, Baseline, TrialRecord, bounded_traceback
+from ..record import DEVICE_LOST, MEASUREMENT_FAILED, REJECTED_PREFIX, Baseline, TrialRecord, bounded_traceback
 from .context import StudyContext, finetune_seed
 
 CONSTRAINT_NAMES = ("accuracy_drop", "latency_ms", "energy_mj", "macs")
@@ -164,7 +164,7 @@ class Objective:
         missed = [name for name in ("latency_ms", "energy_mj", "macs") if budgets[name] > 0]
         if missed:  # reject before the fine-tune: the plan is infeasible whatever the accuracy
             measured["accuracy"] = measured["accuracy_pre_ft"]
-            TrialRecord(fail_reason="rejected before fine-tune: over budget on " + ", ".join(missed),
+            TrialRecord(fail_reason=REJECTED_PREFIX + ", ".join(missed),
                         rejected=True).write(trial)
         else:
             seed = finetune_seed(spec.seed, trial.number)

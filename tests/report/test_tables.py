@@ -37,3 +37,27 @@ def test_a_plan_summary_counts_the_dropped_blocks_apart_from_the_ratios():
     assert plan_summary({"a": 0.0, "drop:x": 1.0, "drop:y": 1.0}) == "2 blocks dropped"
     assert plan_summary({"a": 0.2, "b": 0.4, "drop:x": 0.0}) == "mean 0.30 [0.20-0.40] over 2 groups"
     assert plan_summary({"a": 0.0}) == "dense"
+
+
+def test_a_plan_rejected_before_its_fine_tune_shows_no_accuracy_and_why():
+    """Its stored value is the accuracy before any fine-tune (0.10 on a heavily pruned plan): beside fine-tuned
+    accuracies it would read as a plan that fine-tuned to chance."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from moprune.record import REJECTED_PREFIX, TrialRecord
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        study.set_metric_names(["accuracy", "latency_ms"])
+    for value, latency, record, over in (
+            (0.95, 5.0, TrialRecord(plan={"a": 0.5}, macs=2e6, speedup=2.0), -0.1),
+            (0.10, 2.0, TrialRecord(plan={"a": 0.9}, macs=9e6, speedup=5.0, rejected=True,
+                                    fail_reason=REJECTED_PREFIX + "macs"), 0.5)):
+        study.add_trial(optuna.trial.create_trial(
+            values=[value, latency], params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+            user_attrs=record.attrs(), system_attrs={"constraints": [over]}))
+    table = format_table(pareto_frame(study, include_all=True), ["accuracy", "latency_ms"]).splitlines()
+    fine_tuned, rejected = (next(l for l in table if l.split()[0] == str(n)) for n in (0, 1))
+    assert "0.9500" in fine_tuned and " yes " in fine_tuned + " "
+    assert "0.1000" not in rejected and "not fine-tuned" in rejected and "no: over macs" in rejected
