@@ -252,8 +252,9 @@ def _most_dropped(drops: np.ndarray, proxies: np.ndarray, floor: float | None) -
     screen finds what holds.
 
     The proxy's fit is additive on the logit scale, and a network's damage is not additive past a point: on the
-    bench's ResNet-20 (2026-12-04, seeds 0-5) the model's first proposals dropped all 7 blocks on five seeds of six
-    and screened at 0.12-0.45, where the most-dropped plans screened so far (3-6 blocks) read 0.63-0.94.
+    bench's ResNet-20 (2026-12-04, seeds 0-5) the model's first round proposed plans that drop all 7 blocks on five
+    seeds of six, and they screened at 0.12-0.45, where the plans screened before (3-6 blocks dropped) read 0.41-0.96.
+    Capped, its first proposals (4-5 blocks) read 0.38-0.91 on seeds 0-2.
     """
     target = floor if floor is not None else float(np.median(proxies))
     ok = proxies >= target
