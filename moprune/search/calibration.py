@@ -207,8 +207,9 @@ def proxy_floor(xs: list[float], ys: list[float], budget: float, spread: float =
     at 0.69 and met the budget (0.964) after its fine-tune, while the line through the first six plans it fine-tuned
     put the floor at 0.85, and the screen fine-tuned no plan of its own faster than 3.4x. A plan screened as low as
     one that met the budget may meet it too; and a plan the line puts within one sd of the budget may meet it, as
-    the fine-tuned plans scatter about the line (promotion weighs that scatter: ``moprune.search.promotion``). Where the line is flat one sd moves the floor far: on that VGG the allocation
-    model's 4-5x plans screened at 0.78, under the line's floor, and promotion never weighed them.
+    the fine-tuned plans scatter about the line (promotion weighs that scatter: ``moprune.search.promotion``). Where
+    the line is flat one sd moves the floor far: on that VGG the allocation model's 4-5x plans screened at 0.78,
+    under the line's floor, and promotion never weighed them.
     """
     slope, intercept = shrunk_line(xs, ys)
     floor = (budget - spread - intercept) / slope

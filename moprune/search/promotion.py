@@ -61,8 +61,8 @@ class Outlook:
     front: tuple[tuple[float, float], ...]
     worst_cost: float
     # the dense model's accuracy: no reading goes above it. Uncapped, the line plus one sd (the reading before the
-    # expected gain) read the slow plans with the highest proxies above every fine-tuned plan (bench VGG seed 0: the uniform 0.44 plan at 1.6x, screened at
-    # 0.994), and they won the promotions on accuracy no plan had reached
+    # expected gain) read the slow plans with the highest proxies above every fine-tuned plan (bench VGG seed 0: the
+    # uniform 0.44 plan at 1.6x, screened at 0.994), and they won the promotions on accuracy no plan had reached
     ceiling: float = 1.0
 
     def gain(self, front: list[tuple[float, float]], point: tuple[float, float]) -> float:
@@ -92,7 +92,7 @@ class Outlook:
         """Up to ``count`` of ``trials`` (screened: proxy, first cost), greedily by expected hypervolume gain; each
         pick joins the front at the line's reading (at most dense's) before the next is weighed. ``cost``: each
         trial's first cost by number (default its stored value)."""
-        cost = cost or {t.number: t.values[1] for t in trials}
+        cost = cost or stored_costs(trials)
         front, chosen, pool = list(self.front), [], list(trials)
         while pool and len(chosen) < count:
             gains = {t.number: self.expected_gain(front, read(t, self.line), cost[t.number]) for t in pool}
@@ -103,6 +103,12 @@ class Outlook:
             front.append((min(self.line.accuracy(read(best, self.line)), self.ceiling), cost[best.number]))
             pool.remove(best)
         return chosen
+
+
+def stored_costs(trials: list[optuna.trial.FrozenTrial]) -> dict[int, float]:
+    """Each screened trial's first cost as stored when it was screened, by number (the default where no re-predicted
+    cost is given)."""
+    return {t.number: t.values[1] for t in trials}
 
 
 def dropped_by(trial: optuna.trial.FrozenTrial) -> int:
@@ -147,7 +153,7 @@ def probe(below: list[optuna.trial.FrozenTrial], outlook: Outlook, cost: dict[in
     or the one with the highest proxy when none is there: bisection on the floor, aimed at the fast end the front
     lacks.
     """
-    cost = cost or {t.number: t.values[1] for t in below}
+    cost = cost or stored_costs(below)
     line = outlook.line
     fastest = min((c for _, c in outlook.front), default=math.inf)
     pool = [t for t in below if cost[t.number] < fastest
@@ -218,7 +224,7 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     fresh = [t for t in done if t.number not in taken and _plan_key(t) not in ran]
     if not fresh or count <= 0:
         return []
-    costs = {t.number: (t.values[1] if cost is None else cost(t)) for t in fresh}
+    costs = stored_costs(fresh) if cost is None else {t.number: cost(t) for t in fresh}
     line = outlook.line if outlook is not None else None
     explorer = explore_depth(fresh, line) if count >= 2 else None
     if explorer is not None:
@@ -272,7 +278,7 @@ def _spread_by_rank(trials: list[optuna.trial.FrozenTrial], directions: list[str
     (``cost`` by number; default the stored value)."""
     if not trials or count <= 0:
         return []
-    cost = cost or {t.number: t.values[1] for t in trials}
+    cost = cost or stored_costs(trials)
     ranks = pareto_ranks([(t.values[0], cost[t.number]) for t in trials], directions)
     chosen: list[optuna.trial.FrozenTrial] = []
     for rank in sorted({int(r) for r in ranks}):
