@@ -13,7 +13,8 @@ Each check prints one line, ``PASS``, ``WARN`` (works, but not as a deployment w
   (the second GPU; with one GPU, the current one, and a WARN) takes at least 30% of an eager pass's time: the
   replay does the work (an empty graph, captured on the wrong device's stream, times near zero).
 - ``speedup eager`` / ``speedup graph`` / ``speedup bf16+cl``: dense vs 50%-uniform ResNet-18 at batch 256,
-  paired, in each mode, with the ratio speedup / MAC reduction: PASS above 1.5x, WARN above 1.1x (launch-bound).
+  paired, in each mode, with the ratio speedup / MAC reduction: PASS above 1.5x, WARN above 1.1x (launch-bound;
+  eager passes above 1.0x).
 - ``nvml period``: the energy counter's update period, measured (about 20-100 ms), not assumed.
 - ``counter vs samples``: the counter's energy over a loaded window against the integral of instant power sampled
   every 10 ms over the same window: within 5%.
@@ -29,6 +30,7 @@ Each check prints one line, ``PASS``, ``WARN`` (works, but not as a deployment w
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import statistics
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -105,7 +108,10 @@ def graph_verdict(graph_ms: float | None, eager_ms: float, *, model_device: str,
 
 
 def speedup_verdict(mode: str, speedup: float, mac_reduction: float, ran: str) -> Check:
-    state = PASS if speedup >= 1.5 else WARN if speedup >= 1.1 else FAIL
+    """Eager passes of a small model are launch-bound on a fast GPU (an H200 read 1.10-1.23x for ResNet-18 at 32 px,
+    batch 256, where graphs read 1.73-1.77x): there only a pruned model slower than dense fails."""
+    floor = 1.0 if mode == "eager" else 1.1
+    state = PASS if speedup >= 1.5 else WARN if speedup >= floor else FAIL
     note = "" if state == PASS else " (the passes are launch-bound: a larger batch or CUDA graphs)"
     return Check(f"speedup {mode}", state, f"{speedup:.2f}x for {mac_reduction:.2f}x fewer MACs (ratio "
                  f"{speedup / mac_reduction:.2f}; {ran}){note}", {"speedup": speedup, "mac_reduction": mac_reduction})
@@ -164,9 +170,12 @@ def study_verdict(memory_mib: Sequence[float], timings: Sequence[dict[str, float
     outside = statistics.median(shares) if shares else float("nan")
     ok_memory = growth <= MEMORY_GROWTH_MIB
     state = FAIL if not ok_memory or not shares else PASS if outside < 0.5 else WARN
+    stages = {k: statistics.median(t.get(k, 0.0) for t in timings) for k in sorted({k for t in timings for k in t})}
+    where = ", ".join(f"{k} {v:.2f}" for k, v in sorted(stages.items(), key=lambda kv: -kv[1])[:4])
     return Check("study", state, f"{len(timings)} trials; GPU memory {memory_mib[0]:.0f} -> {memory_mib[-1]:.0f} "
                  f"MiB allocated ({growth:+.0f}; limit +{MEMORY_GROWTH_MIB:.0f}); median {outside:.0%} of a trial "
-                 "outside the fine-tune", {"memory_mib": list(memory_mib), "outside_finetune": outside})
+                 f"outside the fine-tune (median s: {where})",
+                 {"memory_mib": list(memory_mib), "outside_finetune": outside, "stage_median_s": stages})
 
 
 def study_spec(device: str, n_trials: int, folder: Path) -> dict:
@@ -305,6 +314,7 @@ def run_study_check(device, n_trials: int, folder: Path) -> Check:
         data = study_spec(str(device), count, folder)
         study = run_study(parse_spec(data, source="gpu_check"), progress=False)
         torch.cuda.synchronize(device)
+        gc.collect()  # what is still referenced, not what the collector has yet to reach
         memory.append(torch.cuda.memory_allocated(device) / 2 ** 20)
     timings = [TrialRecord.of(t).timings_s or {} for t in study.trials if t.state.name == "COMPLETE"]
     return study_verdict(memory, timings)
@@ -346,6 +356,7 @@ def main() -> int:
             checks = fn()
         except Exception as exc:  # noqa: BLE001  (one line per check: a crash is that check's FAIL)
             checks = [Check(name, FAIL, f"{type(exc).__name__}: {exc}")]
+            traceback.print_exc(file=sys.stdout)  # where it broke: a GPU's lease is too short to rerun for it
         for c in checks:
             print(f"{c.line()}  [{time.perf_counter() - t0:.0f} s]", flush=True)
             report["checks"].append(asdict(c))

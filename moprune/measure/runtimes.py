@@ -58,19 +58,37 @@ def cast_inputs(inputs: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     return x
 
 
+def in_form(model: nn.Module, runtime: Runtime) -> bool:
+    """Every floating weight already in the runtime's dtype, and 4-D weights channels-last where it asks for them.
+
+    Such a model needs no converted copy; a copy is not always possible: torch's 2:4 semi-structured weights (cast
+    to half precision before they are converted) refuse ``clone``, which ``deepcopy`` calls.
+    """
+    dtype = DTYPES[runtime.dtype]
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point() and t.dtype != dtype:
+            return False
+        if (runtime.channels_last and runtime.name != "onnxruntime" and t.dim() == 4
+                and not t.is_contiguous(memory_format=torch.channels_last)):
+            return False
+    return True
+
+
 def prepare(model: nn.Module, inputs: torch.Tensor, runtime: Runtime) -> Prepared:
     """``model`` (untouched: a copy is converted) ready to run ``inputs`` in ``runtime``; compiled or exported and
     run once here, so no compilation lands in a timed pass."""
     t0 = time.perf_counter()
     if runtime == Runtime():
         return Prepared(model, inputs, 0.0, runtime.describe())
+    x = cast_inputs(inputs, runtime)
+    described = runtime.describe()
+    if runtime.name == "eager" and in_form(model, runtime):
+        return Prepared(model, x, 0.0, described)  # nothing to convert (a 2:4 model cast before its weights were)
     m = copy.deepcopy(model).eval()
     if runtime.dtype != "float32":
         m = m.to(DTYPES[runtime.dtype])
     if runtime.channels_last and runtime.name != "onnxruntime":
         m = m.to(memory_format=torch.channels_last)
-    x = cast_inputs(inputs, runtime)
-    described = runtime.describe()
     if runtime.name == "compile":
         m = torch.compile(m, backend="inductor", dynamic=False)
     elif runtime.name == "onnxruntime":
@@ -85,9 +103,16 @@ _references: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Prepared]] = weakr
 
 
 def prepare_reference(reference: nn.Module, inputs: torch.Tensor, runtime: Runtime) -> Prepared:
-    """``prepare`` for the dense reference, kept while the reference lives: compiled once per study, not per trial."""
+    """``prepare`` for the dense reference, kept while the reference lives: compiled once per study, not per trial.
+
+    Eager float32 prepares nothing and is not kept: its ``Prepared`` holds the reference itself, which would keep
+    the weak key alive for the life of the process (one dense model and its inputs leaked per study; measured on
+    an H200 by ``bench/gpu_check.py``'s study check, +148 MiB over a resumed 10-trial study).
+    """
     from .cache import architecture_signature
 
+    if runtime == Runtime() or (runtime.name == "eager" and in_form(reference, runtime)):
+        return prepare(reference, inputs, runtime)  # nothing prepared: its Prepared would hold the reference
     key = (runtime, tuple(inputs.shape), str(inputs.device), architecture_signature(reference))
     kept = _references.setdefault(reference, {})
     if key not in kept:

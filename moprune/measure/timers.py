@@ -9,6 +9,8 @@ pass and read only after synchronising on the end event.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import time
 import warnings
@@ -176,6 +178,16 @@ def forward_runner(model: nn.Module, inputs: torch.Tensor) -> Callable[[], None]
     return run
 
 
+@functools.lru_cache(maxsize=None)
+def capture_stream(device: torch.device) -> torch.cuda.Stream:
+    """The one side stream graphs are captured on, per device.
+
+    A new stream per capture cycles through torch's pool of 32 streams, and cuBLAS keeps a workspace for every
+    stream it has run on, held in the caching allocator: GPU memory then grew with every captured trial.
+    """
+    return torch.cuda.Stream(device=device)
+
+
 def cuda_graph_runner(model: nn.Module, inputs: torch.Tensor) -> Callable[[], None] | None:
     """Capture one forward pass as a CUDA graph and return its replay; None (with a warning) when capture fails.
 
@@ -188,7 +200,7 @@ def cuda_graph_runner(model: nn.Module, inputs: torch.Tensor) -> Callable[[], No
         # Capture and replay run on the *current* device's streams: make the model's device current for both, or a
         # worker on cuda:1 captures on cuda:0 (an error, or an empty graph timed) while its model lives on cuda:1.
         with torch.cuda.device(device):
-            side = torch.cuda.Stream(device=device)
+            side = capture_stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(side):
                 for _ in range(3):

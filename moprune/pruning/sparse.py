@@ -110,17 +110,27 @@ def sparsity_of(model: nn.Module, masks: dict[str, torch.Tensor]) -> float:
     return 1.0 - sum(float(mask.sum()) for mask in masks.values()) / total if total else 0.0
 
 
-def semi_structured_linears(model: nn.Module) -> tuple[nn.Module, list[str]]:
+def semi_structured_linears(model: nn.Module, dtype: torch.dtype | None = None, *,
+                            channels_last: bool = False) -> tuple[nn.Module, list[str]]:
     """A copy of ``model`` whose 2:4-sparse Linear weights are ``torch.sparse.to_sparse_semi_structured`` tensors.
 
     What a 2:4 model deploys as on an Ampere-or-newer GPU: the sparse tensor cores then do half the multiplies.
     Only 2-D weights convert (torch has no semi-structured convolution), and only those that already hold the
     pattern (at most 2 non-zeros in every 4); a layer whose shape or dtype the kernels refuse stays dense.
     Returns the copy and the layers converted. CUDA only: the caller decides.
+
+    ``dtype`` (and ``channels_last``) put the copy in the measurement runtime's form first, which then times it as
+    it is (``moprune.measure.runtimes.in_form``: semi-structured weights cannot be copied again): torch's cuSPARSELt kernels take float16 and
+    bfloat16 weights only, and its CUTLASS kernels run on compute capability 8.x only, so on a Hopper GPU a float32
+    2:4 layer stays dense (seen on an H200 with torch 2.11: float32 refused, float16 and bfloat16 converted).
     """
     from torch.sparse import to_sparse_semi_structured
 
     copied = copy.deepcopy(model).eval()
+    if dtype is not None:
+        copied = copied.to(dtype)
+    if channels_last:
+        copied = copied.to(memory_format=torch.channels_last)
     converted = []
     for name, layer in list(copied.named_modules()):
         if not isinstance(layer, nn.Linear) or layer.in_features % 4:
@@ -131,7 +141,20 @@ def semi_structured_linears(model: nn.Module) -> tuple[nn.Module, list[str]]:
         try:
             layer.weight = nn.Parameter(to_sparse_semi_structured(weight.contiguous()), requires_grad=False)
         except RuntimeError as exc:  # shape or dtype the kernels do not take: timed dense, as it would run
-            log.info("%s stays dense for timing: %s", name, exc)
+            _refused(name, exc)
             continue
         converted.append(name)
     return copied, converted
+
+
+_REFUSALS: set[str] = set()
+
+
+def _refused(name: str, exc: Exception) -> None:
+    """Say once per reason that a 2:4 layer is timed dense: a user who chose 2:4 expects it timed sparse."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if reason not in _REFUSALS:
+        _REFUSALS.add(reason)
+        log.warning("%s is timed dense: torch refused its 2:4 semi-structured form (%s)", name, reason)
+    else:
+        log.debug("%s is timed dense (%s)", name, reason)

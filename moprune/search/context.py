@@ -20,6 +20,7 @@ from torch import nn
 
 from ..measure import (ArchitectureCache, ArchitectureMeasurement, Complexity, MeasureSettings, count_complexity,
                        device_name, measure_architecture, resolve_device, steady_cpu_allocator)
+from ..measure.runtimes import DTYPES
 from ..pruning import (PruneGroup, PrunedModel, PrunePlan, SearchUnit, apply_plan, apply_sparsity, discover_groups,
                        droppable_blocks, find_sites, global_plan, mask_holder, nonzero_params, prunable_form,
                        search_units, semi_structured_linears)
@@ -103,17 +104,21 @@ class StudyContext:
         """
         sparse = self.spec.prune.zeroes_weights
         if sparse and self._sparse_kernels():
-            model, converted = semi_structured_linears(model)
+            runtime = self.settings.runtime
+            model, converted = semi_structured_linears(model, DTYPES[runtime.dtype],
+                                                       channels_last=runtime.channels_last)
             log.debug("timing %d Linear layers as 2:4 semi-structured tensors", len(converted))
         return measure_architecture(model, self.dense.model, self.measure_inputs, self.settings, device=self.device,
                                     want_energy=self.wants_energy if energy is None else energy, screen=screen,
                                     cache=None if sparse else self.cache)
 
     def _sparse_kernels(self) -> bool:
-        """2:4 on an Ampere-or-newer CUDA device: where torch's semi-structured sparse kernels run."""
+        """2:4 on an Ampere-or-newer CUDA device in half precision: where torch's semi-structured kernels run
+        (cuSPARSELt takes float16 and bfloat16 only; ``build_context`` says when float32 keeps 2:4 timed dense)."""
         prune = self.spec.prune
         return (prune.method == "nm" and prune.nm == "2:4" and self.device.type == "cuda"
-                and torch.cuda.get_device_capability(self.device) >= (8, 0))
+                and torch.cuda.get_device_capability(self.device) >= (8, 0)
+                and self.settings.runtime.dtype != "float32")
 
     def finetune(self, model: nn.Module, seed: int, masks: dict[str, torch.Tensor] | None = None) -> TrainResult:
         """The brief fine-tune of the spec, in place, with data order ``seed`` (the dense model teaches, if asked);
@@ -199,6 +204,10 @@ def prepare_context(spec: StudySpec, *, device: torch.device | None = None) -> S
                             "keeps its input's shape and returns its input when its weights are zero)",
                             type(dense.model).__name__)
             log.info("prune.drop_blocks: %d residual blocks may be dropped: %s", len(blocks), ", ".join(blocks))
+    if (spec.prune.method == "nm" and spec.prune.nm == "2:4" and device.type == "cuda"
+            and spec.measure.dtype == "float32"):
+        log.warning("2:4 plans are timed dense in float32: torch's 2:4 sparse kernels take float16 or bfloat16 "
+                    "weights (on Hopper GPUs float32 is refused); set measure.dtype: bfloat16 to time them sparse")
     return StudyContext(spec, device, data, dense, groups, units, data.example_inputs(spec.measure.batch_size), trace,
                         MeasureSettings.from_spec(spec.measure), blocks=blocks)
 

@@ -232,12 +232,14 @@ def test_a_study_on_a_metered_device_records_energy_and_shows_its_methods(rapl, 
 @pytest.mark.gpu
 def test_on_a_gpu_the_attrs_hold_the_driver_clocks_and_the_nvml_method(monkeypatch):
     monkeypatch.setattr(energy_module, "_METERS", {})
-    spec = MeasureSettings(batch_size=8, warmup=3, repeats=10, energy_window_s=1.0, cuda_graph=True)
+    spec = MeasureSettings(batch_size=8, warmup=3, repeats=10, energy_window_s=1.5, cuda_graph=True)
     dev = torch.device("cuda:0")
     m = measure_architecture(_net(8).to(dev), _net(64).to(dev), torch.randn(8, 3, 32, 32), spec, device=dev,
                              want_energy=True, cache=None)
     attrs = TrialRecord.measured(m).attrs()
-    assert attrs["latency_timer"] == "cuda-graph" and attrs["latency_noisy"] is None
+    processes = dict(m.device.conditions).get("compute_processes")  # None where NVML cannot list them
+    assert attrs["latency_timer"] == "cuda-graph"
+    assert attrs["latency_noisy"] is (None if processes is None else processes > 1), "alone on the GPU: clean"
     assert attrs["driver"] and attrs["sm_clock_mhz_start"] > 0 and attrs["sm_clock_mhz_end"] > 0
     assert attrs["energy_method"] in ("nvml-counter", "nvml-sampled") and attrs["energy_mj"] > 0
     assert attrs["idle_power_w"] > 0 and attrs["cudnn_benchmark"] is True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torchvision
@@ -78,11 +80,31 @@ def test_two_four_linears_become_semi_structured_on_a_gpu_and_compute_the_same()
     model = nn.Sequential(nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 10)).cuda().eval()
     with torch.no_grad():
         model[0].weight.mul_(nm_mask(model[0].weight, 2, 4))
-    sparse, converted = semi_structured_linears(model)
+    sparse, converted = semi_structured_linears(model, torch.float16)  # cuSPARSELt: float16 and bfloat16 only
     assert converted == ["0"], "only the 2:4 layer; the dense classifier stays dense"
-    x = torch.randn(64, 128, device="cuda")
+    assert model[0].weight.dtype == torch.float32, "the model itself is untouched"
+    x = torch.randn(64, 128, device="cuda", dtype=torch.float16)
     with torch.no_grad():
-        assert torch.allclose(sparse(x), model(x), atol=1e-3, rtol=1e-3)
+        assert torch.allclose(sparse(x), copy.deepcopy(model).half()(x), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.gpu
+def test_a_two_four_model_is_timed_in_half_precision_against_dense():
+    """The measurement copies and casts the model it times: the semi-structured weights must survive both."""
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("semi-structured sparse kernels need an Ampere-or-newer GPU")
+    from moprune.measure import MeasureSettings, measure_architecture
+    from moprune.spec import parse_spec
+
+    dense = nn.Sequential(nn.Linear(512, 2048), nn.ReLU(), nn.Linear(2048, 16)).cuda().eval()
+    two_four = copy.deepcopy(dense)
+    with torch.no_grad():
+        two_four[0].weight.mul_(nm_mask(two_four[0].weight, 2, 4))
+    sparse, converted = semi_structured_linears(two_four, torch.bfloat16)
+    spec = parse_spec({"device": "cuda", "measure": {"batch_size": 256, "dtype": "bfloat16"}}, source="test")
+    m = measure_architecture(sparse, dense, torch.randn(256, 512, device="cuda"),
+                             MeasureSettings.from_spec(spec.measure), device=torch.device("cuda"), want_energy=False)
+    assert converted == ["0"] and "bfloat16" in m.runtime and m.latency.speedup > 0
 
 
 
