@@ -202,15 +202,17 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
 
     With an ``outlook`` (the proxy line and the fine-tuned front), first the plans whose fine-tune is expected to add
     most to the fine-tuned front's hypervolume on accuracy x the first cost, greedily, each pick joining the front
-    before the next is weighed (``Outlook.pick``). Then, and without an outlook, the plans at or above the ``floor``
+    before the next is weighed (``Outlook.pick``). Before the ``final`` round that is all (one plan a round all the
+    same): the rest of the quota waits for plans screened later (the caller carries it). In the final round, and
+    without an outlook, the rest goes to the plans at or above the ``floor``
     (the lowest proxy the budget may admit: ``ProxyLine.floor``) by Pareto rank on the proxy and the first cost
     (latency where the study has it): the trade-off the user deploys against, not the MACs beside it, which would
     put every plan that is cheap in MACs but slow on the device on the front too. Within a rank the picks are spread
     evenly along the front by that cost, so one round does not promote near-duplicates. Plans under the floor come
-    last, highest proxy first; unless this is the ``final`` round, only those the line puts within reach of the
-    budget (``within_reach``), and at least one plan a round, so that the line keeps learning: the rest of the
-    round's quota waits for plans screened later (the caller carries it). Round 1 of the bench's ResNet-20 (seed 4)
-    otherwise fine-tuned the uniform 0.85 plan, screened at 0.28, because nothing else had been screened yet.
+    last, highest proxy first (when one plan a round is all that is promoted before the final round, the first one
+    the line puts within reach of the budget, ``within_reach``, or the highest: the line keeps learning). Round 1 of
+    the bench's ResNet-20 (seed 4) once fine-tuned the uniform 0.85 plan, screened at 0.28, because nothing else had
+    been screened yet.
 
     ``cost(trial)`` is a screened plan's first cost (default: its stored value; the screen re-predicts a latency with
     the model refitted since it was screened). With ``probing``, an outlook and room for two or more, one plan under
@@ -238,8 +240,12 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     room = count - (tester is not None)
     pool = [t for t in fresh if t is not tester]
     chosen = outlook.pick(pool, room, costs) if outlook is not None else []
+    # before the last round a plan the line expects to add nothing waits (one a round all the same): the next
+    # round's plans, proposed knowing more fine-tuned plans, may add to the front where these cannot
+    waits = outlook is not None and not final
+    room_left = (0 if chosen or explorer is not None else 1) if waits else room - len(chosen)
     above = [t for t in pool if t not in chosen and (floor is None or read(t, line) >= floor)]
-    chosen += _spread_by_rank(above, [d.name.lower() for d in screened.directions][:2], room - len(chosen), costs)
+    chosen += _spread_by_rank(above, [d.name.lower() for d in screened.directions][:2], room_left, costs)
     if tester is not None:
         assert outlook is not None
         log.info("probing the proxy floor %.3f with screened plan %d (proxy %.3f): the line from proxy to accuracy "
@@ -253,7 +259,8 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
         if not chosen and explorer is None and waiting and not reachable:
             reachable = waiting[:1]  # one a round all the same: the line learns from what it fine-tunes
         waiting = reachable
-    chosen += waiting[:count - len(chosen)]
+    chosen += waiting[:(min(count, 1) if waits and not chosen and explorer is None else 0) if waits
+                      else count - len(chosen)]
     if explorer is not None:
         chosen.insert(0, explorer)
     for t in chosen:

@@ -49,6 +49,23 @@ def test_plans_in_the_fronts_gap_are_promoted_and_plans_it_dominates_are_not():
     assert sorted(promote(screened, study, 2, outlook=outlook)) == [0, 2]
 
 
+def test_before_the_last_round_a_plan_expected_to_add_nothing_waits_for_later_plans():
+    """Bench ResNet-20 seed 5 (2026-12-04): 6 of the screen's 13 fine-tunes went to plans at 1.3-2.0x, filled by
+    Pareto rank once no plan was expected to add, while its front stopped at 3.1x; later rounds' plans, proposed
+    knowing more fine-tuned plans, may add where these cannot."""
+    screened = _screened([(0.99, 6.0), (0.93, 1.5), (0.85, 1.0), (0.96, 2.9)])
+    outlook = Outlook(LINE, FRONT, worst_cost=10.0)
+    early = optuna.create_study(directions=["maximize", "minimize"])
+    assert promote(screened, early, 4, floor=LINE.floor, outlook=outlook, final=False) == [1, 3]
+    last = optuna.create_study(directions=["maximize", "minimize"])
+    assert promote(screened, last, 4, floor=LINE.floor, outlook=outlook)[:2] == [1, 3]
+    assert len(last.trials) == 4, "the last round fills its quota: n_trials counts fine-tunes"
+    nothing = _screened([(0.99, 6.0), (0.85, 1.0)])
+    alone = optuna.create_study(directions=["maximize", "minimize"])
+    assert promote(nothing, alone, 2, floor=LINE.floor, outlook=outlook, final=False) == [0], \
+        "one a round all the same, so the line learns"
+
+
 def test_no_reading_goes_above_the_dense_models_accuracy():
     """A slow plan with the top proxy would otherwise win on an accuracy no plan has reached (bench VGG seed 0)."""
     line = ProxyLine(slope=1.0, intercept=0.0, spread=0.02, floor=0.9, budget=0.9)
