@@ -206,8 +206,8 @@ def prepare_context(spec: StudySpec, *, device: torch.device | None = None) -> S
             log.info("prune.drop_blocks: %d residual blocks may be dropped: %s", len(blocks), ", ".join(blocks))
     if (spec.prune.method == "nm" and spec.prune.nm == "2:4" and device.type == "cuda"
             and spec.measure.dtype == "float32"):
-        log.warning("2:4 plans are timed dense in float32: torch's 2:4 sparse kernels take float16 or bfloat16 "
-                    "weights (on Hopper GPUs float32 is refused); set measure.dtype: bfloat16 to time them sparse")
+        log.warning("2:4 plans are timed dense in float32: torch's 2:4 sparse kernels (cuSPARSELt) take float16 or "
+                    "bfloat16 weights; set measure.dtype: bfloat16 to time them sparse")
     return StudyContext(spec, device, data, dense, groups, units, data.example_inputs(spec.measure.batch_size), trace,
                         MeasureSettings.from_spec(spec.measure), blocks=blocks)
 
