@@ -105,19 +105,21 @@ _references: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Prepared]] = weakr
 def prepare_reference(reference: nn.Module, inputs: torch.Tensor, runtime: Runtime) -> Prepared:
     """``prepare`` for the dense reference, kept while the reference lives: compiled once per study, not per trial.
 
-    Eager float32 prepares nothing and is not kept: its ``Prepared`` holds the reference itself, which would keep
+    A preparation that is the reference itself (eager float32, or a model already in the runtime's form) is not
+    kept: its ``Prepared`` holds the reference, which would keep
     the weak key alive for the life of the process (one dense model and its inputs leaked per study; measured on
     an H200 by ``bench/gpu_check.py``'s study check, +148 MiB over a resumed 10-trial study).
     """
     from .cache import architecture_signature
 
-    if runtime == Runtime() or (runtime.name == "eager" and in_form(reference, runtime)):
-        return prepare(reference, inputs, runtime)  # nothing prepared: its Prepared would hold the reference
     key = (runtime, tuple(inputs.shape), str(inputs.device), architecture_signature(reference))
-    kept = _references.setdefault(reference, {})
-    if key not in kept:
-        kept[key] = prepare(reference, inputs, runtime)
-    return kept[key]
+    kept = _references.get(reference, {})
+    if key in kept:
+        return kept[key]
+    prepared = prepare(reference, inputs, runtime)
+    if prepared.model is not reference:  # nothing was prepared where it is the reference itself: not kept
+        _references.setdefault(reference, {})[key] = prepared
+    return prepared
 
 
 def ort_providers(device: torch.device) -> list[str]:

@@ -10,7 +10,6 @@ pass and read only after synchronising on the end event.
 from __future__ import annotations
 
 import functools
-
 import math
 import time
 import warnings

@@ -120,9 +120,10 @@ def semi_structured_linears(model: nn.Module, dtype: torch.dtype | None = None, 
     Returns the copy and the layers converted. CUDA only: the caller decides.
 
     ``dtype`` (and ``channels_last``) put the copy in the measurement runtime's form first, which then times it as
-    it is (``moprune.measure.runtimes.in_form``: semi-structured weights cannot be copied again): torch's cuSPARSELt kernels take float16 and
-    bfloat16 weights only, and its CUTLASS kernels run on compute capability 8.x only, so on a Hopper GPU a float32
-    2:4 layer stays dense (seen on an H200 with torch 2.11: float32 refused, float16 and bfloat16 converted).
+    it is (``moprune.measure.runtimes.in_form``: semi-structured weights cannot be copied again). Torch's cuSPARSELt
+    kernels take float16 and bfloat16 weights only, and its CUTLASS kernels run on compute capability 8.x only, so
+    on a Hopper GPU a float32 2:4 layer stays dense (seen on an H200 with torch 2.11: float32 refused, float16 and
+    bfloat16 converted).
     """
     from torch.sparse import to_sparse_semi_structured
 

@@ -115,9 +115,7 @@ class StudyContext:
     def _sparse_kernels(self) -> bool:
         """2:4 on an Ampere-or-newer CUDA device in half precision: where torch's semi-structured kernels run
         (cuSPARSELt takes float16 and bfloat16 only; ``build_context`` says when float32 keeps 2:4 timed dense)."""
-        prune = self.spec.prune
-        return (prune.method == "nm" and prune.nm == "2:4" and self.device.type == "cuda"
-                and torch.cuda.get_device_capability(self.device) >= (8, 0)
+        return (_two_four_on_cuda(self.spec, self.device) and torch.cuda.get_device_capability(self.device) >= (8, 0)
                 and self.settings.runtime.dtype != "float32")
 
     def finetune(self, model: nn.Module, seed: int, masks: dict[str, torch.Tensor] | None = None) -> TrainResult:
@@ -204,12 +202,16 @@ def prepare_context(spec: StudySpec, *, device: torch.device | None = None) -> S
                             "keeps its input's shape and returns its input when its weights are zero)",
                             type(dense.model).__name__)
             log.info("prune.drop_blocks: %d residual blocks may be dropped: %s", len(blocks), ", ".join(blocks))
-    if (spec.prune.method == "nm" and spec.prune.nm == "2:4" and device.type == "cuda"
-            and spec.measure.dtype == "float32"):
+    if _two_four_on_cuda(spec, device) and spec.measure.dtype == "float32":
         log.warning("2:4 plans are timed dense in float32: torch's 2:4 sparse kernels (cuSPARSELt) take float16 or "
                     "bfloat16 weights; set measure.dtype: bfloat16 to time them sparse")
     return StudyContext(spec, device, data, dense, groups, units, data.example_inputs(spec.measure.batch_size), trace,
                         MeasureSettings.from_spec(spec.measure), blocks=blocks)
+
+
+def _two_four_on_cuda(spec: StudySpec, device: torch.device) -> bool:
+    """A 2:4 study on a CUDA device: where torch's semi-structured kernels may time its plans sparse."""
+    return spec.prune.method == "nm" and spec.prune.nm == "2:4" and device.type == "cuda"
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -243,9 +243,15 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     # before the last round a plan the line expects to add nothing waits (one a round all the same): the next
     # round's plans, proposed knowing more fine-tuned plans, may add to the front where these cannot
     waits = outlook is not None and not final
-    room_left = (0 if chosen or explorer is not None else 1) if waits else room - len(chosen)
+
+    def more(limit: int) -> int:
+        """How many more to promote: up to ``limit`` in all, or while plans wait, one if none is chosen yet."""
+        if waits:
+            return 0 if chosen or explorer is not None else 1
+        return limit - len(chosen)
+
     above = [t for t in pool if t not in chosen and (floor is None or read(t, line) >= floor)]
-    chosen += _spread_by_rank(above, [d.name.lower() for d in screened.directions][:2], room_left, costs)
+    chosen += _spread_by_rank(above, [d.name.lower() for d in screened.directions][:2], more(room), costs)
     if tester is not None:
         assert outlook is not None
         log.info("probing the proxy floor %.3f with screened plan %d (proxy %.3f): the line from proxy to accuracy "
@@ -259,8 +265,7 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
         if not chosen and explorer is None and waiting and not reachable:
             reachable = waiting[:1]  # one a round all the same: the line learns from what it fine-tunes
         waiting = reachable
-    chosen += waiting[:(min(count, 1) if waits and not chosen and explorer is None else 0) if waits
-                      else count - len(chosen)]
+    chosen += waiting[:more(count)]
     if explorer is not None:
         chosen.insert(0, explorer)
     for t in chosen:
