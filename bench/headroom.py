@@ -8,6 +8,11 @@ feasible front, and the allocated pool's over the better sweep's. Where allocate
 sweeps', hold a front no larger than the sweeps', a per-group search has little to find on that task at that
 fine-tune, whatever its sampler or screen.
 
+Under each line, each pool's reach: its fastest fine-tuned plan at any accuracy and its fastest feasible one. A
+pool whose fastest plan at any accuracy is slower than a speedup cannot have a point there, however long it runs:
+on MobileNetV2 (16 px, eager on the CPU) the sweeps' plans at the space's cap (ratio 0.85) time 2.5-2.9x, so
+"best accuracy at >= 3x" has no sweep value to beat on that task.
+
     .venv/bin/python bench/headroom.py DIR
 """
 
@@ -32,6 +37,17 @@ def front_area(points: list[tuple[float, float]], budget: float) -> float:
     from moprune.search.promotion import _area
 
     return _area([(a, 1.0 / s) for a, s in points], budget, 1.0)
+
+
+def reach(points: list[tuple[float, float]], budget: float) -> str:
+    """The fastest (accuracy, speedup) point at any accuracy and the fastest feasible one, for one pool's line."""
+    fastest = max(points, key=lambda p: p[1])
+    feasible = [p for p in points if p[0] >= budget]
+    text = f"fastest {fastest[1]:.2f}x at {fastest[0]:.3f}"
+    if not feasible:
+        return text + ", none feasible"
+    best = max(feasible, key=lambda p: p[1])
+    return text + f", fastest feasible {best[1]:.2f}x at {best[0]:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = ", ".join(f"{name} {len(points)}" for name, points in sorted(pools[key].items()))
         ratio = f"{areas.get('allocated', 0.0) / best:.2f}x" if best else "-"
         print(f"{key[0]} {key[1]}: plans {counts}; allocated front / better sweep's {ratio}")
+        for name, points in sorted(pools[key].items()):
+            print(f"    {name:<9} {reach(points, budgets[key])}")
     return 0
 
 

@@ -17,3 +17,9 @@ def test_the_front_area_is_accuracy_above_the_budget_times_latency_saved():
     assert headroom.front_area([(0.95, 2.0)], 0.9) == pytest.approx(0.05 * 0.5)
     assert headroom.front_area([(0.95, 2.0), (0.93, 1.5)], 0.9) == pytest.approx(0.05 * 0.5), "dominated"
     assert headroom.front_area([(0.85, 4.0)], 0.9) == 0.0, "infeasible"
+
+
+def test_a_pools_reach_is_its_fastest_plan_at_any_accuracy_and_its_fastest_feasible_one():
+    points = [(0.95, 1.5), (0.91, 2.2), (0.60, 2.8)]
+    assert headroom.reach(points, 0.9) == "fastest 2.80x at 0.600, fastest feasible 2.20x at 0.910"
+    assert headroom.reach([(0.80, 2.0)], 0.9) == "fastest 2.00x at 0.800, none feasible"
