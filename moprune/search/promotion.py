@@ -209,11 +209,10 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     (latency where the study has it): the trade-off the user deploys against, not the MACs beside it, which would
     put every plan that is cheap in MACs but slow on the device on the front too. Within a rank the picks are spread
     evenly along the front by that cost, so one round does not promote near-duplicates. Plans under the floor come
-    last, highest proxy first, only without an outlook (no line to say they miss) or before the final round, where
-    one plan a round is promoted all the same (the first one the line puts within reach of the budget,
-    ``within_reach``, or the highest: the line keeps learning); with an outlook the final round leaves what it cannot
-    fill above the floor to the sampler. Round 1 of the bench's ResNet-20 (seed 4) once fine-tuned the uniform 0.85
-    plan, screened at 0.28, because nothing else had been screened yet.
+    last, highest proxy first (when one plan a round is all that is promoted before the final round, the first one
+    the line puts within reach of the budget, ``within_reach``, or the highest: the line keeps learning). Round 1 of
+    the bench's ResNet-20 (seed 4) once fine-tuned the uniform 0.85 plan, screened at 0.28, because nothing else had
+    been screened yet.
 
     ``cost(trial)`` is a screened plan's first cost (default: its stored value; the screen re-predicts a latency with
     the model refitted since it was screened). With ``probing``, an outlook and room for two or more, one plan under
@@ -261,12 +260,7 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
                  else f"between {outlook.line.missed_below:.3f} (a fine-tuned plan that missed the budget) and the floor")
         chosen.append(tester)
     waiting = [t for t in below if t is not tester and t not in chosen]
-    if outlook is not None and final:
-        # the last round fine-tunes no plan under the floor that ``pick`` gave no expected gain: the line expects it
-        # to miss the budget (bench MobileNetV2 seed 0, 2026-12-04: the last four fills, read at 0.79-0.82 against a
-        # budget of 0.88, fine-tuned to 0.775-0.864), and the sampler's plans (``run_screened``) are better bets
-        waiting = []
-    elif outlook is not None:
+    if not final and outlook is not None:
         reachable = [t for t in waiting if within_reach(outlook, read(t, line))]
         if not chosen and explorer is None and waiting and not reachable:
             reachable = waiting[:1]  # one a round all the same: the line learns from what it fine-tunes

@@ -243,8 +243,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
                          probing=s.probe, cost=cost, final=not more)
         carried = quota - len(chosen) if more else 0
         if not chosen and not more:
-            log.info("nothing left in the screen worth a fine-tune (promoted, or expected to miss the budget); the "
-                     "sampler proposes the remaining %d trial(s)", target - finished_count(study))
+            log.info("nothing new to promote from the screen; the sampler proposes the remaining trials")
             break
         if chosen:
             log.info("promoting screened plan(s) %s (expected gain to the fine-tuned front, then Pareto rank on %s)%s",
