@@ -10,7 +10,7 @@ fine-tune, whatever its sampler or screen.
 
 Under each line, each pool's reach: its fastest fine-tuned plan at any accuracy and its fastest feasible one. A
 pool whose fastest plan at any accuracy is slower than a speedup cannot have a point there, however long it runs:
-on MobileNetV2 (16 px, eager on the CPU) the sweeps' fastest plans (ratios 0.78-0.85) time 2.6-2.9x, so
+on MobileNetV2 (16 px, eager on the CPU) the sweeps' fastest plans (ratios 0.75-0.85) time 2.6-2.9x, so
 "best accuracy at >= 3x" has no sweep value to beat on that task.
 
     .venv/bin/python bench/headroom.py DIR
