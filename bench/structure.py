@@ -15,11 +15,14 @@ layers more, as global pruning tends to on nets whose last stages are wide). ``-
 spec (its model, data, space, fine-tune and budgets; the spec's ``max_macs`` if any) instead of a bench task:
 is there anything for a search to find on your model? ``--drop "B1,B2;B3"`` adds, for each ``;``-separated set of
 residual blocks (``prune.drop_blocks``; the script lists the droppable ones), uniform plans at 10 levels from 0 to
-0.8 with those blocks dropped: how much does depth buy over width?
+0.8 with those blocks dropped: how much does depth buy over width? ``--levels L1,L2`` replaces the sweeps' 12 levels
+(evenly spaced over the space's ratio range) with these, which may lie past the space's cap: how fast can a sweep
+go at all, and at what accuracy?
 
     .venv/bin/python bench/structure.py --task resnet8 [--image-size 8] [--plans 30] [--seeds 2] [--json PATH]
     .venv/bin/python bench/structure.py --spec studies/quickstart.yaml --plans 0 --graded 0.5,-0.5
     .venv/bin/python bench/structure.py --task mobilenetv2 --plans 0 --drop "layers.2,layers.4;layers.0,layers.2,layers.4"
+    .venv/bin/python bench/structure.py --task mobilenetv2 --plans 0 --levels 0.85,0.9,0.95,0.98
 """
 
 from __future__ import annotations
@@ -49,6 +52,17 @@ def graded_plan(units: list[tuple[str, ...]], level: float, slope: float, low: f
             for i, roots in enumerate(units) for root in roots}
 
 
+def sweep_levels(text: str, low: float, high: float) -> list[float]:
+    """The sweeps' levels: ``text``'s comma-separated ratios (each in (0, 1)), or 12 evenly spaced over [low, high]."""
+    if not text.strip():
+        return [round(low + (high - low) * k / 11, 3) for k in range(12)]
+    levels = [float(x) for x in text.split(",") if x.strip()]
+    outside = [x for x in levels if not 0.0 < x < 1.0]
+    if outside:
+        raise ValueError(f"--levels: {outside} outside (0, 1): a ratio is the share of each group's channels removed")
+    return levels
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="resnet8", choices=sorted(TASKS))
@@ -56,12 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graded", default="", help="slopes of depth-graded plans at the sweep levels, e.g. 0.5,-0.5")
     parser.add_argument("--drop", default="", help="';'-separated sets of residual blocks to drop, each swept at "
                         "uniform levels 0-0.8, e.g. 'layers.2,layers.4;layers.0'")
+    parser.add_argument("--levels", default="", help="the sweeps' ratios, e.g. 0.85,0.9,0.95 (default: 12 evenly "
+                        "spaced over the space's range)")
     parser.add_argument("--image-size", type=int, default=None, help="override the task's image size (px)")
     parser.add_argument("--plans", type=int, default=30, help="random plans of the space (default 30)")
     parser.add_argument("--seeds", type=int, default=2, help="fine-tune seeds per plan (default 2)")
     parser.add_argument("--json", dest="json_path", default=None, help="write every plan's numbers here")
     parser.add_argument("--workdir", default=None, help="the dense-model cache (default: a temporary directory)")
     args = parser.parse_args(argv)
+    try:  # before any compute: the dense model's pretraining takes minutes
+        explicit_levels = sweep_levels(args.levels, 0.0, 1.0) if args.levels.strip() else None
+    except ValueError as exc:
+        parser.error(str(exc))
 
     import torch
 
@@ -126,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     r = spec.prune.ratio
     slopes = [float(x) for x in args.graded.split(",") if x.strip()]
-    for k in range(12):
-        level = round(r.low + (r.high - r.low) * k / 11, 3)
+    for level in explicit_levels or sweep_levels("", r.low, r.high):
         run({root: level for u in ctx.units for root in u.roots}, f"uniform {level}")
         run(ctx.global_plan(level), f"global {level}")
         for slope in slopes:

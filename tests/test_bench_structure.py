@@ -21,3 +21,20 @@ def test_graded_ratios_stay_inside_the_space():
     plan = graded_plan(UNITS, 0.8, -1.0, 0.1, 0.85)
     assert plan["conv1"] == 0.85 and plan["fc_in"] == pytest.approx(0.3)
     assert min(graded_plan(UNITS, 0.1, 1.0, 0.1, 0.85).values()) == 0.1
+
+
+sweep_levels = bench_module("structure").sweep_levels
+
+
+def test_the_sweeps_levels_are_the_spaces_range_unless_given_and_may_pass_its_cap():
+    default = sweep_levels("", 0.3, 0.85)
+    assert len(default) == 12 and default[0] == 0.3 and default[-1] == 0.85
+    assert sweep_levels("0.85, 0.9,0.95", 0.3, 0.85) == [0.85, 0.9, 0.95], "past the cap when asked"
+    with pytest.raises(ValueError, match="1.0"):
+        sweep_levels("0.9,1.0", 0.3, 0.85)
+
+
+def test_bad_levels_are_refused_before_any_compute(capsys):
+    with pytest.raises(SystemExit):
+        bench_module("structure").main(["--levels", "0.5,1.2", "--workdir", "/nonexistent/never-made"])
+    assert "--levels" in capsys.readouterr().err
