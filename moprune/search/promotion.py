@@ -72,7 +72,8 @@ class Outlook:
 
     def expected_gain(self, front: list[tuple[float, float]], proxy: float, cost: float) -> float:
         """What a plan read at ``proxy`` (``read``) and costing ``cost`` adds to ``front``, in expectation over where
-        its accuracy may land: the line's reading give or take ``ProxyLine.sd_at`` (normal), capped at dense.
+        its accuracy may land: the line's reading give or take ``ProxyLine.sd_at`` (normal on the line's scale,
+        ``ProxyLine.reading``), capped at dense.
 
         Expected improvement, as Bayesian optimisation weighs a candidate, instead of a floor that gates promotion
         and an optimistic reading above it: a slow plan on a saturated accuracy adds almost nothing however high its
@@ -80,12 +81,11 @@ class Outlook:
         budget. Gated, the bench's ResNet-20 (seed 4, 2026-12-04) fine-tuned twelve plans at 1.4-2.3x read above the
         floor while the sampler without screening found plans at 3x that met the budget with 0.95-0.97.
         """
-        mean, sd = self.line.accuracy(proxy), self.line.sd_at(proxy)
         base = _area(front, self.line.budget, self.worst_cost)
-        if mean + _QUANTILES[-1] * sd <= self.line.budget:
+        if self.line.reading(proxy, _QUANTILES[-1]) <= self.line.budget:
             return 0.0
-        return sum(_area([*front, (min(mean + z * sd, self.ceiling), cost)], self.line.budget, self.worst_cost)
-                   - base for z in _QUANTILES) / len(_QUANTILES)
+        return sum(_area([*front, (min(self.line.reading(proxy, z), self.ceiling), cost)], self.line.budget,
+                         self.worst_cost) - base for z in _QUANTILES) / len(_QUANTILES)
 
     def pick(self, trials: list[optuna.trial.FrozenTrial], count: int, cost: dict[int, float] | None = None
              ) -> list[optuna.trial.FrozenTrial]:
@@ -281,7 +281,7 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
 
 def within_reach(outlook: Outlook, proxy: float) -> bool:
     """Whether the line puts a plan read at ``proxy`` within three of its sds (at that proxy) of the budget."""
-    return outlook.line.accuracy(proxy) + 3 * outlook.line.sd_at(proxy) >= outlook.line.budget
+    return outlook.line.reading(proxy, 3.0) >= outlook.line.budget
 
 
 def _spread_by_rank(trials: list[optuna.trial.FrozenTrial], directions: list[str], count: int,

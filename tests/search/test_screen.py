@@ -192,7 +192,7 @@ def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_s
     import statistics
 
     from moprune.record import baseline_of
-    from moprune.search.calibration import PRIOR_SPREAD, ProxyCalibration, fit_line, shrunk_line
+    from moprune.search.calibration import PRIOR_SPREAD_ODDS, ProxyCalibration, fit_line, odds, probability, shrunk_line
     from moprune.search.context import prepare_context
 
     spec, url, study = screened_study
@@ -206,13 +206,17 @@ def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_s
         if r.speedup and not r.rejected:
             xs.append(proxies[r.screen_trial] if r.screen_trial is not None else calibration.computed[t.number])
             ys.append(t.values[0])
-    slope, intercept = shrunk_line(xs, ys)
+    tx, ty = [odds(x) for x in xs], [odds(y) for y in ys]  # the line is fitted on the log-odds of both
+    slope, intercept = shrunk_line(tx, ty, PRIOR_SPREAD_ODDS)
     budget = baseline_of(study).accuracy - spec.constraints.max_accuracy_drop
     line = fit_line(xs, ys, budget)
     assert slope > 0 and floor == pytest.approx(line.floor) and line.spread > 0
-    assert floor <= (budget - line.spread - intercept) / slope + 1e-12, "within one residual sd of the budget"
-    if statistics.pstdev(xs) > 4 * PRIOR_SPREAD:
-        plain = statistics.linear_regression(xs, ys)
+    assert (line.slope, line.intercept) == pytest.approx((slope, intercept))
+    assert floor <= probability((odds(budget) - line.spread - intercept) / slope) + 1e-12, \
+        "within one residual sd of the budget"
+    assert line.accuracy(0.5) == pytest.approx(probability(intercept + slope * odds(0.5)))
+    if statistics.pstdev(tx) > 4 * PRIOR_SPREAD_ODDS:
+        plain = statistics.linear_regression(tx, ty)
         assert slope == pytest.approx(plain.slope, rel=0.1, abs=0.05), "spread proxies fit their own slope"
     assert set(calibration.computed) == {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))
                                          if TrialRecord.of(t).screen_trial is None and TrialRecord.of(t).speedup}
@@ -350,6 +354,30 @@ def test_the_proxy_line_keeps_its_own_slope_when_proxies_spread_and_slope_1_when
     assert shrunk_line([0.5], [0.7]) == pytest.approx((1.0, 0.2)), "one plan: slope 1 through it"
     falling = [0.1, 0.9, 0.2, 0.8]
     assert shrunk_line(falling, [0.9, 0.1, 0.8, 0.2])[0] == 1.0, "never a falling line"
+
+
+#: Bench MobileNetV2 seed 5 at the full budget (2026-12-04): each fine-tuned plan's screened proxy, its accuracy after
+#: the fine-tune, and the blocks it dropped (budget 0.889).
+MOBILENET_SEED_5 = [(0.836, 0.947, 0), (0.886, 0.964, 1), (0.878, 0.956, 1), (0.797, 0.928, 0), (0.8, 0.908, 0),
+                    (0.867, 0.975, 1), (0.697, 0.928, 0), (0.9, 0.956, 1), (0.878, 0.958, 1), (0.872, 0.947, 1),
+                    (0.872, 0.942, 1), (0.894, 0.947, 1), (0.889, 0.956, 1), (0.889, 0.964, 1), (0.886, 0.95, 1)]
+
+
+def test_the_line_reads_a_low_proxy_plan_within_reach_of_what_its_fine_tune_gave():
+    """Accuracy after the whole fine-tune saturates where the proxy still climbs: a straight line in accuracy units
+    read the uniform 0.54 plan (proxy 0.697, fine-tuned to 0.928) at 0.81 from the 14 other plans, five sds under,
+    and the plans with the top proxies 0.974 where they gave 0.956. On the log-odds scale it reads within two sds."""
+    from moprune.search.calibration import fit_line
+
+    rest = [p for p in MOBILENET_SEED_5 if p[0] != 0.697]
+    line = fit_line([p[0] for p in rest], [p[1] for p in rest], 0.889, [p[2] for p in rest])
+    assert line.logit and line.reading(0.697, -2.0) < 0.928 < line.reading(0.697, 2.0)
+    assert line.accuracy(0.697) < line.accuracy(0.8) < line.accuracy(0.9) < 1.0, "a higher proxy reads higher"
+    xs, ys, dropped = (list(column) for column in zip(*MOBILENET_SEED_5))
+    full = fit_line(xs, ys, 0.889, dropped)
+    top = [p[1] for p in MOBILENET_SEED_5 if p[0] >= 0.885]
+    assert abs(full.accuracy(full.adjusted(0.9, 1)) - statistics.fmean(top)) < 0.01
+    assert full.floor < 0.697 + 1e-9, "the floor never excludes a proxy as low as one that met the budget"
 
 
 def test_a_dropped_block_shifts_the_proxy_by_what_the_fine_tuned_plans_that_dropped_one_say():

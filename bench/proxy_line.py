@@ -1,0 +1,136 @@
+"""How well does the screen's proxy line read accuracy after the fine-tune? Log-odds against accuracy units.
+
+Promotion (``moprune.search.promotion``) weighs each screened plan by where the line from proxy to accuracy after
+the fine-tune (``moprune.search.calibration.fit_line``) says its fine-tune will land. This script reads the studies
+``bench/search_quality.py --workdir DIR`` left and asks, per screen study, of the line on each scale:
+
+- forward: fitted on the plans the screen had fine-tuned so far (from the third on), how far from its accuracy
+  does it read the next one? That is the use promotion makes of it.
+- sweeps: fitted on all of the screen's fine-tuned plans, how far from what the uniform and global sweeps'
+  studies fine-tuned their plans to does it read the sweep levels the screen screened (proxies from the screen
+  study)? Most lie below every fitted proxy: the fast plans promotion must weigh by extrapolation.
+
+It prints mean absolute errors (and the mean signed error, fine-tuned minus read, below every fitted proxy) per
+task and over all studies, and each scale's final proxy floor per study. Reading only: nothing is trained.
+
+    .venv/bin/python bench/proxy_line.py DIR [DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SCALES = {"log-odds": True, "accuracy": False}
+
+
+def forward_errors(points: list[tuple[float, float, int]], budget: float, logit: bool) -> list[float]:
+    """Fine-tuned minus read accuracy of each plan (proxy, accuracy, blocks dropped) from the third on, the line
+    fitted on the plans before it."""
+    from moprune.search.calibration import fit_line
+
+    errors = []
+    for i in range(3, len(points)):
+        xs, ys, dropped = (list(c) for c in zip(*points[:i]))
+        line = fit_line(xs, ys, budget, dropped, logit=logit)
+        errors.append(points[i][1] - line.accuracy(line.adjusted(points[i][0], points[i][2])))
+    return errors
+
+
+def sweep_errors(points: list[tuple[float, float, int]], sweeps: list[tuple[float, float]], budget: float,
+                 logit: bool) -> tuple[list[float], list[float], float]:
+    """(every sweep plan's fine-tuned minus read accuracy, those of the plans below every fitted proxy, the floor),
+    the line fitted on all of ``points``; ``sweeps``: (screened proxy, fine-tuned accuracy), no block dropped."""
+    from moprune.search.calibration import fit_line
+
+    xs, ys, dropped = (list(c) for c in zip(*points))
+    line = fit_line(xs, ys, budget, dropped, logit=logit)
+    every = [y - line.accuracy(x) for x, y in sweeps]
+    below = [y - line.accuracy(x) for x, y in sweeps if x < min(xs)]
+    return every, below, line.floor
+
+
+def read_study(db: Path) -> tuple[str, float, list[tuple[float, float, int]], list[tuple[float, float]]]:
+    """(task, accuracy budget, the screen's fine-tuned plans in order, the sweep plans it screened with the
+    accuracy the sweeps' own studies fine-tuned them to) from a bench screen study."""
+    import optuna
+
+    from moprune.pruning import dropped_count
+    from moprune.record import SCREEN_SUFFIX, TrialRecord, baseline_of
+
+    url = f"sqlite:///{db}"
+    names = [s.study_name for s in optuna.get_all_study_summaries(url)]
+    name = next(n for n in names if not n.endswith(SCREEN_SUFFIX))
+    study = optuna.load_study(study_name=name, storage=url)
+    screened = {t.number: t for t in optuna.load_study(study_name=name + SCREEN_SUFFIX, storage=url).get_trials()}
+    budget = baseline_of(study).accuracy - study.user_attrs["spec"]["constraints"]["max_accuracy_drop"]
+    points = []
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        r = TrialRecord.of(t)
+        if not r.rejected and r.screen_trial is not None:
+            points.append((screened[r.screen_trial].values[0], t.values[0], dropped_count(r.fixed_plan or r.plan)))
+    truth: dict[str, list[float]] = defaultdict(list)
+    for kind in ("uniform", "global"):
+        other = db.with_name(db.name.replace("-screen-", f"-{kind}-"))
+        if not other.exists():
+            continue
+        u = f"sqlite:///{other}"
+        sweep = optuna.load_study(study_name=optuna.get_all_study_summaries(u)[0].study_name, storage=u)
+        for t in sweep.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+            r = TrialRecord.of(t)
+            if r.start and not r.rejected:
+                truth[r.start].append(t.values[0])
+    sweeps = [(t.values[0], statistics.fmean(truth[TrialRecord.of(t).start])) for t in screened.values()
+              if t.state == optuna.trial.TrialState.COMPLETE and TrialRecord.of(t).start in truth]
+    return name.split("-")[1], budget, points, sweeps
+
+
+def _summary(forward: list[float], every: list[float], below: list[float]) -> str:
+    def mae(v: list[float]) -> str:
+        return f"{statistics.fmean(abs(e) for e in v):.4f}" if v else "-"
+
+    signed = f"{statistics.fmean(below):+.4f}" if below else "-"
+    return (f"forward {mae(forward)} (n {len(forward)}); sweeps {mae(every)} (n {len(every)}), below every fitted "
+            f"proxy {mae(below)}, signed {signed} (n {len(below)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("workdirs", nargs="+", type=Path, help="search_quality.py --workdir directories")
+    args = parser.parse_args(argv)
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    dbs = sorted(db for w in args.workdirs for db in w.glob("studies-*/*-screen-s*.db"))
+    if not dbs:
+        parser.error(f"no bench screen studies under {', '.join(map(str, args.workdirs))} (studies-*/*-screen-s*.db)")
+    errors: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for db in dbs:
+        task, budget, points, sweeps = read_study(db)
+        if len(points) < 4:
+            print(f"{db.name}: {len(points)} fine-tuned plans, too few to read")
+            continue
+        floors = []
+        for scale, logit in SCALES.items():
+            every, below, floor = sweep_errors(points, sweeps, budget, logit)
+            for key, values in (("forward", forward_errors(points, budget, logit)), ("every", every),
+                                ("below", below)):
+                errors[(task, scale)][key] += values
+                errors[("all", scale)][key] += values
+            floors.append(f"{scale} {floor:.3f}")
+        print(f"{db.name}: {len(points)} fine-tuned plans, {len(sweeps)} sweep plans; final floor: "
+              f"{', '.join(floors)} (budget {budget:.3f})")
+    print("\nmean absolute error of the line's reading of accuracy after the fine-tune (signed: fine-tuned - read)")
+    for (task, scale), e in sorted(errors.items(), key=lambda kv: (kv[0][0] == "all", kv[0])):
+        print(f"{task:<12} {scale:<9} {_summary(e['forward'], e['every'], e['below'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
