@@ -6,10 +6,10 @@ calibrated on this study's precisely measured, fine-tuned trials, refitted every
 - ``LatencyCalibration`` fits the latency model (``moprune.measure.latency_model``) on the dense model and every
   fine-tuned plan's paired latency.
 - ``ProxyCalibration`` maps the proxy onto the accuracy the fine-tune gave (a least-squares line on the log-odds
-  scale, its slope shrunk toward 1, over the fine-tuned plans, whose proxy is the screened one or, for starting plans, computed once), so
-  promotion can skip plans the line puts below the accuracy budget. Without it, promoting evenly along the proxy x latency front
-  spends every fine-tune at the fast end, where on the bench's MobileNetV2 no plan was feasible (14 of 14
-  promoted plans infeasible, seed 0).
+  scale, its slope shrunk toward 1, over the fine-tuned plans, whose proxy is the screened one or, for starting
+  plans, computed once), so promotion can skip plans the line puts below the accuracy budget. Without it,
+  promoting evenly along the proxy x latency front spends every fine-tune at the fast end, where on the bench's
+  MobileNetV2 no plan was feasible (14 of 14 promoted plans infeasible, seed 0).
 
 Neither is a measurement: they decide what is measured next, and only the fine-tuned trials' numbers are results.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
@@ -136,6 +137,11 @@ def probability(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
+def _transforms(logit: bool) -> tuple[Callable[[float], float], Callable[[float], float]]:
+    """(to the line's scale, back to accuracy or proxy units): log-odds when ``logit``, else unchanged."""
+    return (odds, probability) if logit else (float, float)
+
+
 @dataclass(frozen=True)
 class ProxyLine:
     """accuracy after the fine-tune ~ intercept + slope x proxy, on the log-odds scale of both when ``logit`` (as
@@ -164,10 +170,10 @@ class ProxyLine:
     logit: bool = False
 
     def _scale(self, value: float) -> float:
-        return odds(value) if self.logit else value
+        return _transforms(self.logit)[0](value)
 
     def _unscale(self, value: float) -> float:
-        return probability(value) if self.logit else value
+        return _transforms(self.logit)[1](value)
 
     def accuracy(self, proxy: float) -> float:
         return self.reading(proxy, 0.0)
@@ -199,6 +205,10 @@ class ProxyLine:
 #: plan differ by; and on the log-odds scale (0.02 near an accuracy of 0.92).
 PRIOR_RESIDUAL = 0.02
 PRIOR_RESIDUAL_ODDS = 0.25
+#: The least residual sd a fitted line keeps, in accuracy units and on the log-odds scale: plans that happen to fall
+#: on one line do not make it certain.
+LEAST_RESIDUAL = 0.005
+LEAST_RESIDUAL_ODDS = 0.05
 
 
 def fit_line(xs: list[float], ys: list[float], budget: float, dropped: list[int] | None = None, *,
@@ -226,9 +236,9 @@ def fit_line(xs: list[float], ys: list[float], budget: float, dropped: list[int]
     mean shift that would put the depth-pruned plans on the line, per block, shrunk toward none by one pseudo-block
     (least squares through the origin on the block counts), fitted with the line in two passes.
     """
-    scale, unscale = (odds, probability) if logit else (float, float)
-    prior_spread, spread, least = (PRIOR_SPREAD_ODDS, PRIOR_RESIDUAL_ODDS, 0.05) if logit else (
-        PRIOR_SPREAD, PRIOR_RESIDUAL, 0.005)
+    scale, unscale = _transforms(logit)
+    prior_spread, spread, least = (PRIOR_SPREAD_ODDS, PRIOR_RESIDUAL_ODDS, LEAST_RESIDUAL_ODDS) if logit else (
+        PRIOR_SPREAD, PRIOR_RESIDUAL, LEAST_RESIDUAL)
     dropped = dropped or [0] * len(xs)
     ty = [scale(y) for y in ys]
     per_block = 0.0
