@@ -16,7 +16,7 @@ A round's plans come first from the allocation model (``moprune.search.allocate`
 the proxy and the cost, fitted on every plan screened so far, and the plans that trade them best near the accuracy
 budget), then neighbours of the fine-tuned front's plans, then the spec's sampler, which always has ``screen.explore``
 of the round (without that share the neighbours filled every round) and learns from the proxies
-and from where the budget lies: a plan whose proxy is below the calibrated floor is marked infeasible
+and from where the budget lies: a plan whose proxy is below the line's aim is marked infeasible
 (``Trial.set_constraint``), or TPE and NSGA-II explore the fast end of the proxy x cost front, where every plan reads
 chance (bench MobileNetV2 seed 2, 2026-12-03: the sampler's 16 screened plans had proxies of 0.28-0.63, while every
 plan that met the budget after its fine-tune had screened at 0.82 or more).
@@ -68,10 +68,10 @@ class ScreenObjective:
         self.ctx = ctx
         self.objectives = screen_objectives(ctx.spec)
         self.latency_model: LatencyModel | None = None  # set by run_screened before each round
-        # the proxy at the accuracy budget (ProxyCalibration.floor), set by run_screened before each round: a plan
-        # below it is marked infeasible (Trial.set_constraint), so the sampler learns where the budget lies instead
-        # of exploring the fast end of the proxy x cost front, where plans read chance and none is ever promoted
-        self.floor: float | None = None
+        # the proxy the line reads as the accuracy budget (ProxyLine.aim), set by run_screened before each round: a
+        # plan below it is marked infeasible (Trial.set_constraint), so the sampler learns where the budget lies
+        # instead of exploring the fast end of the proxy x cost front, where plans read chance and none is promoted
+        self.aim: float | None = None
         self.per_block = 0.0  # ProxyLine.per_block: a plan's proxy is read plus this for each block it dropped
         # the study's dense latency: a timed plan's latency is it over the paired speedup, as a fine-tuned trial's
         self.baseline_latency_ms = baseline_latency_ms
@@ -111,9 +111,9 @@ class ScreenObjective:
         # written once, at the end: each attr is a storage write, and a screened plan should cost little more than
         # its proxy (a failure before here still records why, in _Recorded)
         dataclasses.replace(record, accuracy_proxy=proxy.accuracy, proxy_method=proxy.method).write(trial)
-        if self.floor is not None:
+        if self.aim is not None:
             read = proxy.accuracy + self.per_block * dropped_count(plan)
-            trial.set_constraint("accuracy_proxy_floor", self.floor - read)
+            trial.set_constraint("accuracy_proxy_aim", self.aim - read)
         return [float(measured[name]) for name in self.objectives]
 
 
@@ -130,14 +130,17 @@ def open_screen_study(spec: StudySpec, storage: optuna.storages.BaseStorage, sam
 
 
 def _calibrated(study: optuna.Study, screened: optuna.Study, proxies: ProxyCalibration, spec: StudySpec
-                ) -> tuple[float | None, Outlook | None]:
-    """The proxy floor and the promotion outlook from the fine-tuned plans so far."""
+                ) -> tuple[float | None, float | None, Outlook | None]:
+    """The proxy floor, the proxy the proposals aim at (``ProxyLine.aim``) and the promotion outlook from the
+    fine-tuned plans so far."""
     line = proxies.line(study, screened)
     costs = screen_objectives(spec)[1:]
-    if line is None or not costs:
-        return (None if line is None else line.floor), None
+    if line is None:
+        return None, None, None
+    if not costs:
+        return line.floor, line.aim, None
     cost = "latency_ms" if costs[0] == PREDICTED else costs[0]
-    return line.floor, outlook_of(study, line, cost, spec.objectives.index("accuracy"))
+    return line.floor, line.aim, outlook_of(study, line, cost, spec.objectives.index("accuracy"))
 
 
 def first_cost(model: LatencyModel | None) -> Callable[[optuna.trial.FrozenTrial], float]:
@@ -215,10 +218,11 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
     calibration = LatencyCalibration(ctx) if PREDICTED in scorer.objectives else None
     proxies = ProxyCalibration(ctx)
     feedback_seed = spec.seed
-    floor, outlook = _calibrated(study, screened, proxies, spec)  # promotion, allocation and the sampler aim at it
+    # promotion splits the screened plans at the floor; the allocation model and the sampler aim at `aim`
+    floor, aim, outlook = _calibrated(study, screened, proxies, spec)
     round_no, carried = 0, 0
     while finished_count(study) < target:
-        scorer.floor = floor
+        scorer.aim = aim
         scorer.per_block = outlook.line.per_block if outlook is not None else 0.0
         done = len(screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL,
                                                                TrialState.PRUNED)))
@@ -250,12 +254,12 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
                      ", ".join(map(str, chosen)), " x ".join(screen_objectives(spec)[:2]),
                      f"; {carried} promotion(s) wait for the next round's plans" if carried else "")
             run_until(finished_count(study) + len(chosen))
-            floor, outlook = _calibrated(study, screened, proxies, spec)  # refitted with the plans just fine-tuned
+            floor, aim, outlook = _calibrated(study, screened, proxies, spec)  # refitted with the plans just fine-tuned
         if more:  # what the next round screens first: the allocation model's plans, then neighbours
             feedback_seed += 1
             room = queue_room(screened, min(per_round, s.plans - done - n), s.explore)
             if s.allocate and room > 0:
-                room -= queue_allocations(screened, ctx, min(room, int(round(per_round * s.allocate))), floor=floor,
+                room -= queue_allocations(screened, ctx, min(room, int(round(per_round * s.allocate))), floor=aim,
                                           seed=feedback_seed, cost=cost)
             if s.neighbours and room > 0:
                 feed_back(study, screened, spec, per_plan=s.neighbours, seed=feedback_seed, limit=room)
