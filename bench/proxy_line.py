@@ -10,8 +10,14 @@ the fine-tune (``moprune.search.calibration.fit_line``) says its fine-tune will 
   studies fine-tuned their plans to does it read the sweep levels the screen screened (proxies from the screen
   study)? Most lie below every fitted proxy: the fast plans promotion must weigh by extrapolation.
 
+- promotions: each fine-tuned plan from the third on, read by the log-odds line fitted on the plans before it: under
+  the floor (the line plus one sd reaches the budget there), between the floor and the aim (the line reads the
+  budget itself, ``ProxyLine.aim``), or at or above the aim; how many of each met the budget after their fine-tune.
+  A retrospective reading: runs made with another line or rule promoted on that line, not this one.
+
 It prints mean absolute errors (and the mean signed error, fine-tuned minus read, below every fitted proxy) per
-task and over all studies, and each scale's final proxy floor per study. Reading only: nothing is trained.
+task and over all studies, each scale's final proxy floor per study, and the promotions' table. Reading only:
+nothing is trained.
 
     .venv/bin/python bench/proxy_line.py DIR [DIR ...]
 """
@@ -53,6 +59,25 @@ def sweep_errors(points: list[tuple[float, float, int]], sweeps: list[tuple[floa
     every = [y - line.accuracy(x) for x, y in sweeps]
     below = [y - line.accuracy(x) for x, y in sweeps if x < min(xs)]
     return every, below, line.floor
+
+
+#: Where a promoted plan's proxy stood on the line fitted before its fine-tune (``promotion_outcomes``).
+BANDS = ("under the floor", "floor to aim", "at or above the aim")
+
+
+def promotion_outcomes(points: list[tuple[float, float, int]], budget: float) -> dict[str, list[bool]]:
+    """For each band of ``BANDS``, whether each plan (proxy, accuracy, blocks dropped) from the third on that the
+    log-odds line fitted on the plans before it put there met ``budget`` after its fine-tune."""
+    from moprune.search.calibration import fit_line
+
+    outcomes: dict[str, list[bool]] = {band: [] for band in BANDS}
+    for i in range(2, len(points)):
+        xs, ys, dropped = (list(c) for c in zip(*points[:i]))
+        line = fit_line(xs, ys, budget, dropped)
+        read = line.adjusted(points[i][0], points[i][2])
+        band = BANDS[0] if read < line.floor else BANDS[1] if read < line.aim else BANDS[2]
+        outcomes[band].append(points[i][1] >= budget)
+    return outcomes
 
 
 def read_study(db: Path) -> tuple[str, float, list[tuple[float, float, int]], list[tuple[float, float]]]:
@@ -111,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if not dbs:
         parser.error(f"no bench screen studies under {', '.join(map(str, args.workdirs))} (studies-*/*-screen-s*.db)")
     errors: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    promoted: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     for db in dbs:
         task, budget, points, sweeps = read_study(db)
         if len(points) < 4:
@@ -124,11 +150,17 @@ def main(argv: list[str] | None = None) -> int:
                 errors[(task, scale)][key] += values
                 errors[("all", scale)][key] += values
             floors.append(f"{scale} {floor:.3f}")
+        for band, met in promotion_outcomes(points, budget).items():
+            promoted[task][band] += met
+            promoted["all"][band] += met
         print(f"{db.name}: {len(points)} fine-tuned plans, {len(sweeps)} sweep plans; final floor: "
               f"{', '.join(floors)} (budget {budget:.3f})")
     print("\nmean absolute error of the line's reading of accuracy after the fine-tune (signed: fine-tuned - read)")
     for (task, scale), e in sorted(errors.items(), key=lambda kv: (kv[0][0] == "all", kv[0])):
         print(f"{task:<12} {scale:<9} {_summary(e['forward'], e['every'], e['below'])}")
+    print("\nfine-tuned plans by where the log-odds line fitted before each put its proxy: met the budget / plans")
+    for task, bands in sorted(promoted.items(), key=lambda kv: (kv[0] == "all", kv[0])):
+        print(f"{task:<12} " + "; ".join(f"{band} {sum(bands[band])}/{len(bands[band])}" for band in BANDS))
     return 0
 
 

@@ -29,3 +29,14 @@ def test_on_a_saturating_curve_the_log_odds_line_reads_the_next_plan_and_the_low
     assert len(every) == 3 and len(below) == 2, "0.95 lies among the fitted proxies"
     assert max(map(abs, below)) < 0.05 and min(straight_below) > 0.1, "the straight line reads them far too low"
     assert floor < straight_floor and saturating(floor) == pytest.approx(0.9, abs=0.03)
+
+
+def test_promotions_are_counted_by_where_the_line_fitted_before_them_read_them():
+    """A plan the line read far under the budget that missed it lands in the first band, one read above it that
+    met it in the last; the first two plans only fit the line."""
+    points = [(p, saturating(p), 0) for p in (0.95, 0.90, 0.93, 0.85)]
+    points += [(0.30, 0.5, 0), (0.92, saturating(0.92), 0)]
+    outcomes = proxy_line.promotion_outcomes(points, 0.95)
+    assert set(outcomes) == set(proxy_line.BANDS) and sum(map(len, outcomes.values())) == len(points) - 2
+    assert outcomes["under the floor"][-1] is False, "0.30 read far under the budget, and missed it"
+    assert outcomes["at or above the aim"] and all(outcomes["at or above the aim"])
