@@ -10,6 +10,11 @@ the fine-tune (``moprune.search.calibration.fit_line``) says its fine-tune will 
   studies fine-tuned their plans to does it read the sweep levels the screen screened (proxies from the screen
   study)? Most lie below every fitted proxy: the fast plans promotion must weigh by extrapolation.
 
+- spread: each fine-tuned plan from the fourth on, read by the log-odds line fitted on the plans before it as a
+  normal on the log-odds scale (its reading, give or take ``ProxyLine.sd_at``): the mean negative log density of
+  what its fine-tune gave and the share within two sds, apart for plans whose proxy lies among the fitted ones and
+  for those below every fitted proxy. Expected gain weighs plans by that spread, so an sd that is too narrow where
+  the line extrapolates is as costly as a reading that is off.
 - promotions: each fine-tuned plan from the third on, read by the log-odds line fitted on the plans before it: under
   the floor (the line plus one sd reaches the budget there), between the floor and the aim (the line reads the
   budget itself, ``ProxyLine.aim``), or at or above the aim; how many of each met the budget after their fine-tune.
@@ -25,6 +30,7 @@ nothing is trained.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 from collections import defaultdict
@@ -59,6 +65,23 @@ def sweep_errors(points: list[tuple[float, float, int]], sweeps: list[tuple[floa
     every = [y - line.accuracy(x) for x, y in sweeps]
     below = [y - line.accuracy(x) for x, y in sweeps if x < min(xs)]
     return every, below, line.floor
+
+
+def spread_scores(points: list[tuple[float, float, int]], budget: float) -> dict[str, list[tuple[float, bool]]]:
+    """(negative log density, within two sds) of each plan (proxy, accuracy, blocks dropped) from the fourth on under
+    the log-odds line fitted on the plans before it, keyed "within" or "below" (its proxy under every fitted one)."""
+    from moprune.search.calibration import fit_line, odds
+
+    scores: dict[str, list[tuple[float, bool]]] = {"within": [], "below": []}
+    for i in range(3, len(points)):
+        xs, ys, dropped = (list(c) for c in zip(*points[:i]))
+        line = fit_line(xs, ys, budget, dropped)
+        read = line.adjusted(points[i][0], points[i][2])
+        sd = line.sd_at(read)
+        z = (odds(points[i][1]) - (line.intercept + line.slope * odds(read))) / sd
+        nll = 0.5 * z * z + math.log(sd) + 0.5 * math.log(2 * math.pi)
+        scores["below" if points[i][0] < min(xs) else "within"].append((nll, abs(z) <= 2.0))
+    return scores
 
 
 #: Where a promoted plan's proxy stood on the line fitted before its fine-tune (``promotion_outcomes``).
@@ -137,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no bench screen studies under {', '.join(map(str, args.workdirs))} (studies-*/*-screen-s*.db)")
     errors: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     promoted: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    spread: dict[str, dict[str, list[tuple[float, bool]]]] = defaultdict(lambda: defaultdict(list))
     for db in dbs:
         task, budget, points, sweeps = read_study(db)
         if len(points) < 4:
@@ -150,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                 errors[(task, scale)][key] += values
                 errors[("all", scale)][key] += values
             floors.append(f"{scale} {floor:.3f}")
+        for where, scored in spread_scores(points, budget).items():
+            spread[task][where] += scored
+            spread["all"][where] += scored
         for band, met in promotion_outcomes(points, budget).items():
             promoted[task][band] += met
             promoted["all"][band] += met
@@ -158,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\nmean absolute error of the line's reading of accuracy after the fine-tune (signed: fine-tuned - read)")
     for (task, scale), e in sorted(errors.items(), key=lambda kv: (kv[0][0] == "all", kv[0])):
         print(f"{task:<12} {scale:<9} {_summary(e['forward'], e['every'], e['below'])}")
+    print("\nthe next fine-tuned plan under the log-odds line's spread (sd_at): mean negative log density, share "
+          "within 2 sd (n)")
+    for task, where in sorted(spread.items(), key=lambda kv: (kv[0] == "all", kv[0])):
+        print(f"{task:<12} " + "; ".join(
+            f"{name} proxies {statistics.fmean(n for n, _ in where[name]):+.2f}, "
+            f"{sum(w for _, w in where[name]) / len(where[name]):.2f} ({len(where[name])})" if where[name]
+            else f"{name} proxies -" for name in ("within", "below")))
     print("\nfine-tuned plans by where the log-odds line fitted before each put its proxy: met the budget / plans")
     for task, bands in sorted(promoted.items(), key=lambda kv: (kv[0] == "all", kv[0])):
         print(f"{task:<12} " + "; ".join(f"{band} {sum(bands[band])}/{len(bands[band])}" for band in BANDS))

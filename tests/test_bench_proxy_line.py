@@ -40,3 +40,15 @@ def test_promotions_are_counted_by_where_the_line_fitted_before_them_read_them()
     assert set(outcomes) == set(proxy_line.BANDS) and sum(map(len, outcomes.values())) == len(points) - 2
     assert outcomes["under the floor"][-1] is False, "0.30 read far under the budget, and missed it"
     assert outcomes["at or above the aim"] and all(outcomes["at or above the aim"])
+
+
+def test_the_spread_score_counts_a_plan_far_outside_the_lines_spread_against_it():
+    """A plan read right scores a low negative log density and lies within 2 sds; one that lands far off does not;
+    a proxy under every fitted one is scored apart."""
+    points = [(p, saturating(p) + (0.002 if i % 2 else -0.002), 0) for i, p in enumerate((0.95, 0.90, 0.93, 0.85))]
+    good = proxy_line.spread_scores(points + [(0.88, saturating(0.88), 0)], 0.9)
+    bad = proxy_line.spread_scores(points + [(0.88, 0.5, 0)], 0.9)
+    assert good["within"][-1][1] and not bad["within"][-1][1]
+    assert bad["within"][-1][0] > good["within"][-1][0] + 5
+    low = proxy_line.spread_scores(points + [(0.6, saturating(0.6), 0)], 0.9)
+    assert len(low["below"]) == 2 and low["below"][-1][1], "0.85 (the fourth) and 0.6 lie under every fitted proxy"
