@@ -41,17 +41,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SCALES = {"log-odds": True, "accuracy": False}
 
 
-def forward_errors(points: list[tuple[float, float, int]], budget: float, logit: bool) -> list[float]:
-    """Fine-tuned minus read accuracy of each plan (proxy, accuracy, blocks dropped) from the third on, the line
-    fitted on the plans before it."""
+def lines_before(points: list[tuple[float, float, int]], budget: float, first: int, logit: bool = True):
+    """(each plan (proxy, accuracy, blocks dropped) from index ``first`` on, the line fitted on the plans before it,
+    the lowest proxy it was fitted on): how promotion met each plan."""
     from moprune.search.calibration import fit_line
 
-    errors = []
-    for i in range(3, len(points)):
+    for i in range(first, len(points)):
         xs, ys, dropped = (list(c) for c in zip(*points[:i]))
-        line = fit_line(xs, ys, budget, dropped, logit=logit)
-        errors.append(points[i][1] - line.accuracy(line.adjusted(points[i][0], points[i][2])))
-    return errors
+        yield points[i], fit_line(xs, ys, budget, dropped, logit=logit), min(xs)
+
+
+def forward_errors(points: list[tuple[float, float, int]], budget: float, logit: bool) -> list[float]:
+    """Fine-tuned minus read accuracy of each plan (proxy, accuracy, blocks dropped) from the fourth on, the line
+    fitted on the plans before it."""
+    return [y - line.accuracy(line.adjusted(x, d)) for (x, y, d), line, _ in lines_before(points, budget, 3, logit)]
 
 
 def sweep_errors(points: list[tuple[float, float, int]], sweeps: list[tuple[float, float]], budget: float,
@@ -70,17 +73,15 @@ def sweep_errors(points: list[tuple[float, float, int]], sweeps: list[tuple[floa
 def spread_scores(points: list[tuple[float, float, int]], budget: float) -> dict[str, list[tuple[float, bool]]]:
     """(negative log density, within two sds) of each plan (proxy, accuracy, blocks dropped) from the fourth on under
     the log-odds line fitted on the plans before it, keyed "within" or "below" (its proxy under every fitted one)."""
-    from moprune.search.calibration import fit_line, odds
+    from moprune.search.calibration import odds
 
     scores: dict[str, list[tuple[float, bool]]] = {"within": [], "below": []}
-    for i in range(3, len(points)):
-        xs, ys, dropped = (list(c) for c in zip(*points[:i]))
-        line = fit_line(xs, ys, budget, dropped)
-        read = line.adjusted(points[i][0], points[i][2])
+    for (x, y, d), line, lowest in lines_before(points, budget, 3):
+        read = line.adjusted(x, d)
         sd = line.sd_at(read)
-        z = (odds(points[i][1]) - (line.intercept + line.slope * odds(read))) / sd
+        z = (odds(y) - (line.intercept + line.slope * odds(read))) / sd
         nll = 0.5 * z * z + math.log(sd) + 0.5 * math.log(2 * math.pi)
-        scores["below" if points[i][0] < min(xs) else "within"].append((nll, abs(z) <= 2.0))
+        scores["below" if x < lowest else "within"].append((nll, abs(z) <= 2.0))
     return scores
 
 
@@ -91,15 +92,11 @@ BANDS = ("under the floor", "floor to aim", "at or above the aim")
 def promotion_outcomes(points: list[tuple[float, float, int]], budget: float) -> dict[str, list[bool]]:
     """For each band of ``BANDS``, whether each plan (proxy, accuracy, blocks dropped) from the third on that the
     log-odds line fitted on the plans before it put there met ``budget`` after its fine-tune."""
-    from moprune.search.calibration import fit_line
-
     outcomes: dict[str, list[bool]] = {band: [] for band in BANDS}
-    for i in range(2, len(points)):
-        xs, ys, dropped = (list(c) for c in zip(*points[:i]))
-        line = fit_line(xs, ys, budget, dropped)
-        read = line.adjusted(points[i][0], points[i][2])
+    for (x, y, d), line, _ in lines_before(points, budget, 2):
+        read = line.adjusted(x, d)
         band = BANDS[0] if read < line.floor else BANDS[1] if read < line.aim else BANDS[2]
-        outcomes[band].append(points[i][1] >= budget)
+        outcomes[band].append(y >= budget)
     return outcomes
 
 

@@ -38,7 +38,7 @@ from ..measure import LatencyModel, cost_features
 from ..pruning import dropped_count, suggest_plan
 from ..record import SCREEN_SUFFIX, TrialRecord
 from ..spec import StudySpec
-from .calibration import LatencyCalibration, ProxyCalibration
+from .calibration import LatencyCalibration, ProxyCalibration, ProxyLine
 from .context import StudyContext, finetune_seed
 from .promotion import Outlook, outlook_of, promote
 from .proposals import feed_back, queue_allocations, queue_sweeps
@@ -130,17 +130,15 @@ def open_screen_study(spec: StudySpec, storage: optuna.storages.BaseStorage, sam
 
 
 def _calibrated(study: optuna.Study, screened: optuna.Study, proxies: ProxyCalibration, spec: StudySpec
-                ) -> tuple[float | None, float | None, Outlook | None]:
-    """The proxy floor, the proxy the proposals aim at (``ProxyLine.aim``) and the promotion outlook from the
+                ) -> tuple[ProxyLine | None, Outlook | None]:
+    """The proxy line (its floor splits promotion, its aim steers the proposals) and the promotion outlook from the
     fine-tuned plans so far."""
     line = proxies.line(study, screened)
     costs = screen_objectives(spec)[1:]
-    if line is None:
-        return None, None, None
-    if not costs:
-        return line.floor, line.aim, None
+    if line is None or not costs:
+        return line, None
     cost = "latency_ms" if costs[0] == PREDICTED else costs[0]
-    return line.floor, line.aim, outlook_of(study, line, cost, spec.objectives.index("accuracy"))
+    return line, outlook_of(study, line, cost, spec.objectives.index("accuracy"))
 
 
 def first_cost(model: LatencyModel | None) -> Callable[[optuna.trial.FrozenTrial], float]:
@@ -218,10 +216,11 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
     calibration = LatencyCalibration(ctx) if PREDICTED in scorer.objectives else None
     proxies = ProxyCalibration(ctx)
     feedback_seed = spec.seed
-    # promotion splits the screened plans at the floor; the allocation model and the sampler aim at `aim`
-    floor, aim, outlook = _calibrated(study, screened, proxies, spec)
+    # promotion splits the screened plans at the line's floor; the allocation model and the sampler aim at its aim
+    line, outlook = _calibrated(study, screened, proxies, spec)
     round_no, carried = 0, 0
     while finished_count(study) < target:
+        floor, aim = (line.floor, line.aim) if line is not None else (None, None)
         scorer.aim = aim
         scorer.per_block = outlook.line.per_block if outlook is not None else 0.0
         done = len(screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL,
@@ -254,7 +253,8 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
                      ", ".join(map(str, chosen)), " x ".join(screen_objectives(spec)[:2]),
                      f"; {carried} promotion(s) wait for the next round's plans" if carried else "")
             run_until(finished_count(study) + len(chosen))
-            floor, aim, outlook = _calibrated(study, screened, proxies, spec)  # refitted with the plans just fine-tuned
+            line, outlook = _calibrated(study, screened, proxies, spec)  # refitted with the plans just fine-tuned
+            floor, aim = (line.floor, line.aim) if line is not None else (None, None)
         if more:  # what the next round screens first: the allocation model's plans, then neighbours
             feedback_seed += 1
             room = queue_room(screened, min(per_round, s.plans - done - n), s.explore)
