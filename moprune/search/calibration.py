@@ -6,8 +6,8 @@ calibrated on this study's precisely measured, fine-tuned trials, refitted every
 - ``LatencyCalibration`` fits the latency model (``moprune.measure.latency_model``) on the dense model and every
   fine-tuned plan's paired latency.
 - ``ProxyCalibration`` maps the proxy onto the accuracy the fine-tune gave (a least-squares line on the log-odds
-  scale, its slope shrunk toward 1, over the fine-tuned plans, whose proxy is the screened one or, for starting
-  plans, computed once), so promotion can skip plans the line puts below the accuracy budget. Without it,
+  scale, its slope shrunk toward 1, each plan weighed by how far it may scatter, over the fine-tuned plans, whose
+  proxy is the screened one or, for starting plans, computed once), so promotion can skip plans the line puts below the accuracy budget. Without it,
   promoting evenly along the proxy x latency front spends every fine-tune at the fast end, where on the bench's
   MobileNetV2 no plan was feasible (14 of 14 promoted plans infeasible, seed 0).
 
@@ -116,9 +116,11 @@ class ProxyCalibration:
             return ProxyLine(1.0, 0.0, PRIOR_RESIDUAL, budget, budget)
         line = fit_line(xs, ys, budget, dropped)
         log.info("proxy calibration over %d fine-tuned plan(s): log-odds of accuracy = %.3f + %.3f x log-odds of the "
-                 "proxy (residual sd %.3f)%s; the accuracy budget %.4f is a proxy of %.3f (the line's %.3f)", len(xs),
-                 line.intercept, line.slope, line.spread, f", proxy {line.per_block:+.3f} per dropped block"
-                 if line.blocks_tried else "", budget, line.floor, line.proxy_at(budget))
+                 "proxy (a fine-tune scatters %.4f of accuracy, the proxy %.2f log-odds; sd %.3f log-odds at the "
+                 "budget)%s; the accuracy budget %.4f is a proxy of %.3f (the line's %.3f)", len(xs), line.intercept,
+                 line.slope, line.spread, line.proxy_noise, line.scatter_at(budget),
+                 f", proxy {line.per_block:+.3f} per dropped block" if line.blocks_tried else "", budget, line.floor,
+                 line.proxy_at(budget))
         return line
 
 
@@ -126,9 +128,13 @@ class ProxyCalibration:
 _EDGE = 1e-3
 
 
+def _bounded(p: float) -> float:
+    return min(max(p, _EDGE), 1 - _EDGE)
+
+
 def odds(p: float) -> float:
     """The log-odds of an accuracy or a proxy, clipped to [_EDGE, 1 - _EDGE]."""
-    p = min(max(p, _EDGE), 1 - _EDGE)
+    p = _bounded(p)
     return math.log(p / (1 - p))
 
 
@@ -145,12 +151,14 @@ def _transforms(logit: bool) -> tuple[Callable[[float], float], Callable[[float]
 @dataclass(frozen=True)
 class ProxyLine:
     """accuracy after the fine-tune ~ intercept + slope x proxy, on the log-odds scale of both when ``logit`` (as
-    ``fit_line`` fits it), how far fine-tuned plans scatter about it (on that scale), and the proxy at the accuracy
+    ``fit_line`` fits it), how far fine-tuned plans scatter about it (``scatter_at``), and the proxy at the accuracy
     ``budget`` (``proxy_floor``). A prediction that steers promotion, never a result."""
 
     slope: float
     intercept: float
-    spread: float  # residual sd of the fine-tuned plans about the line, on its scale (a prior until 3 of them)
+    # how far a fine-tune's accuracy scatters (sd; a prior until 3 plans): on a log-odds line in accuracy units, as
+    # it scatters about evenly there wherever it lands (``scatter_at``); on a straight line, on its scale
+    spread: float
     floor: float  # in proxy units, whatever the scale
     budget: float
     # the highest proxy of a fine-tuned plan under the floor (every such plan missed the budget, or the floor would
@@ -168,6 +176,8 @@ class ProxyLine:
     points: int = 0
     # both sides on the log-odds scale (``fit_line``); False: a straight line in accuracy units, as one built by hand
     logit: bool = False
+    # on a log-odds line, the sd the proxy's own noise adds on that scale wherever it reads (``PROXY_NOISE_ODDS``)
+    proxy_noise: float = 0.0
 
     def _scale(self, value: float) -> float:
         return _transforms(self.logit)[0](value)
@@ -176,7 +186,8 @@ class ProxyLine:
         return _transforms(self.logit)[1](value)
 
     def accuracy(self, proxy: float) -> float:
-        return self.reading(proxy, 0.0)
+        """The line's reading at ``proxy``, no sd added."""
+        return self._unscale(self.intercept + self.slope * self._scale(proxy))
 
     def reading(self, proxy: float, z: float) -> float:
         """The accuracy ``z`` of its sds (``sd_at``) above the line at ``proxy``: where a plan's fine-tune may land."""
@@ -198,15 +209,22 @@ class ProxyLine:
         fine-tunes missed the budget while the sampler without screening met it at 2.2-2.8x."""
         return max(self.proxy_at(self.budget), self.floor)
 
+    def scatter_at(self, accuracy: float) -> float:
+        """How far fine-tuned plans scatter about the line where it reads ``accuracy``, on the line's scale: on
+        log-odds ``scattered(spread, proxy_noise, accuracy)``, on a straight line ``spread``."""
+        return scattered(self.spread, self.proxy_noise, accuracy) if self.logit else self.spread
+
     def sd_at(self, proxy: float) -> float:
         """How far a plan's accuracy after the fine-tune may lie from the line at ``proxy``, on the line's scale:
-        the residual sd widened as a regression's prediction interval is (``sqrt(1 + 1/n + (x - mean)^2 / Sxx)``).
-        A line fitted on slow plans, whose proxies bunch near the top, knows least about the fast plans far below
-        them, and promotion (``moprune.search.promotion.Outlook.expected_gain``) should see that."""
+        the scatter where the line reads it (``scatter_at``) widened as a regression's prediction interval is
+        (``sqrt(1 + 1/n + (x - mean)^2 / Sxx)``). A line fitted on slow plans, whose proxies bunch near the top,
+        knows least about the fast plans far below them, and promotion
+        (``moprune.search.promotion.Outlook.expected_gain``) should see that."""
+        scatter = self.scatter_at(self.accuracy(proxy))
         if self.mean_proxy is None or self.points == 0 or self.sxx <= 0:
-            return self.spread
+            return scatter
         gap = self._scale(proxy) - self.mean_proxy
-        return self.spread * math.sqrt(1 + 1 / self.points + gap ** 2 / self.sxx)
+        return scatter * math.sqrt(1 + 1 / self.points + gap ** 2 / self.sxx)
 
     def adjusted(self, proxy: float, dropped: int) -> float:
         """A screened plan's proxy as the line reads it: plus ``per_block`` for each block it dropped."""
@@ -214,13 +232,31 @@ class ProxyLine:
 
 
 #: The residual sd assumed until 3 plans are fine-tuned, in accuracy units: about what two fine-tune seeds of one
-#: plan differ by; and on the log-odds scale (0.02 near an accuracy of 0.92).
+#: plan differ by; and on the log-odds scale, wherever the line reads (0.02 near an accuracy of 0.92; as before
+#: 2026-12-05). With one plan fitted the slope's prior widens the sd about five-fold at proxies near chance, and with
+#: ``PROXY_NOISE_ODDS`` as the prior instead, round 1 of a test study (``tests/search/test_screen.py``, screened
+#: starts) promoted a plan screened at 0.11 while one screened at 0.35 waited.
 PRIOR_RESIDUAL = 0.02
 PRIOR_RESIDUAL_ODDS = 0.25
-#: The least residual sd a fitted line keeps, in accuracy units and on the log-odds scale: plans that happen to fall
-#: on one line do not make it certain.
+#: The least residual sd a straight line keeps, in accuracy units: plans that happen to fall on one line do not make
+#: it certain (a log-odds line keeps ``PROXY_NOISE_ODDS``).
 LEAST_RESIDUAL = 0.005
-LEAST_RESIDUAL_ODDS = 0.05
+#: The sd, in log-odds, that the proxy's own noise adds to where a plan's fine-tune lands, wherever the proxy reads:
+#: a few fine-tune steps read a heavily pruned plan no more surely than a light one. Chosen among 0.15, 0.25, 0.3,
+#: 0.35 and 0.5 (and a fitted one, which the plans near the top pulled to almost none) by how well the line fitted
+#: on the plans before each read the next one over the thirteen bench studies of 2026-12-04/05 (``bench/
+#: proxy_line.py``'s spread table): 0.25-0.35 scored best, 0.15 and a fitted one read the low proxies overconfidently.
+PROXY_NOISE_ODDS = 0.3
+#: The candidate sds of a fine-tune's accuracy (``fit_line`` takes the likeliest): 0.0005 to 1.9 in steps of 15%.
+_SCATTER_GRID = tuple(0.0005 * 1.15 ** i for i in range(60))
+
+
+def scattered(accuracy_sd: float, proxy_noise: float, accuracy: float) -> float:
+    """The sd, in log-odds, of a fine-tuned plan's accuracy about a log-odds line reading ``accuracy``: the
+    fine-tune's own scatter, ``accuracy_sd`` in accuracy units (so over p(1 - p) in log-odds), and the proxy's,
+    ``proxy_noise`` in log-odds, independent."""
+    p = _bounded(accuracy)
+    return math.sqrt((accuracy_sd / (p * (1 - p))) ** 2 + proxy_noise ** 2)
 
 
 def fit_line(xs: list[float], ys: list[float], budget: float, dropped: list[int] | None = None, *,
@@ -249,8 +285,9 @@ def fit_line(xs: list[float], ys: list[float], budget: float, dropped: list[int]
     (least squares through the origin on the block counts), fitted with the line in two passes.
     """
     scale, unscale = _transforms(logit)
-    prior_spread, spread, least = (PRIOR_SPREAD_ODDS, PRIOR_RESIDUAL_ODDS, LEAST_RESIDUAL_ODDS) if logit else (
-        PRIOR_SPREAD, PRIOR_RESIDUAL, LEAST_RESIDUAL)
+    prior_spread = PRIOR_SPREAD_ODDS if logit else PRIOR_SPREAD
+    # until 3 plans a prior: on log-odds PRIOR_RESIDUAL_ODDS wherever the line reads, none of it the fine-tune's own
+    spread, noise = (0.0, PRIOR_RESIDUAL_ODDS) if logit else (PRIOR_RESIDUAL, 0.0)
     dropped = dropped or [0] * len(xs)
     ty = [scale(y) for y in ys]
     per_block = 0.0
@@ -262,18 +299,54 @@ def fit_line(xs: list[float], ys: list[float], budget: float, dropped: list[int]
         xs = [x + per_block * d for x, d in zip(xs, dropped)]
     tx = [scale(x) for x in xs]
     slope, intercept = shrunk_line(tx, ty, prior_spread)
-    if len(xs) >= 3:
-        residuals = [y - (intercept + slope * x) for x, y in zip(tx, ty)]
-        spread = max(math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2)), least)
-    floor = unscale(proxy_floor(tx, ty, scale(budget), spread, prior_spread))
+    weights = None
+    if logit:
+        if len(xs) >= 3:
+            spread, weights, slope, intercept = _weighted_fit(tx, ty, ys, slope, intercept, prior_spread)
+            noise = PROXY_NOISE_ODDS
+        at_budget = scattered(spread, noise, budget)
+    else:
+        if len(xs) >= 3:
+            residuals = [y - (intercept + slope * x) for x, y in zip(tx, ty)]
+            spread = max(math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2)), LEAST_RESIDUAL)
+        at_budget = spread
+    floor = unscale(proxy_floor(tx, ty, scale(budget), at_budget, prior_spread, weights))
     mean = statistics.fmean(tx)
     sxx = sum((x - mean) ** 2 for x in tx) + prior_spread ** 2 * len(tx)
     return ProxyLine(slope, intercept, spread, floor, budget, max((x for x in xs if x < floor), default=None),
-                     per_block, any(dropped), mean, sxx, len(xs), logit=logit)
+                     per_block, any(dropped), mean, sxx, len(xs), logit=logit, proxy_noise=noise)
+
+
+def _weighted_fit(tx: list[float], ty: list[float], ys: list[float], slope: float, intercept: float,
+                  prior_spread: float) -> tuple[float, list[float], float, float]:
+    """(the fine-tune's scatter in accuracy units, the plans' weights, slope, intercept) of a log-odds line: the
+    scatter the likeliest under ``scattered`` (``_SCATTER_GRID``, the proxy's noise fixed), each plan weighed by one
+    over its variance, three rounds from the unweighted line (``slope``, ``intercept``).
+
+    Why two terms. Even in log-odds (as before 2026-12-05) the plans near an accuracy of 0.99, where a few
+    thousandths of accuracy are a wide log-odds scatter, set the spread every plan was read with: the bench's
+    ResNet-20 (``--quick`` seed 4) line after its starting plans (accuracies 0.94-0.99) had a residual sd of
+    0.64-0.69 log-odds, read plans screened at 0.36-0.47 at 0.84-0.92 give or take all of it, and four of its eight
+    searched fine-tunes went to them (0.70-0.78). Even in accuracy units alone (tried on a branch the same day) it read
+    every low-proxy plan overconfidently: a few fine-tune steps are a noisier reading of a heavily pruned plan. Over
+    the thirteen bench studies (``bench/proxy_line.py``) the two terms read the next fine-tuned plan with a mean
+    negative log density of 0.37 among the fitted proxies and 0.85 below them, against 1.23 and 2.23 for the even
+    log-odds sd and 0.62 and 3.56 for the even accuracy sd."""
+    for _ in range(3):
+        residuals = [y - (intercept + slope * x) for x, y in zip(tx, ty)]
+
+        def misfit(sd: float) -> float:  # negative log likelihood of the residuals, up to a constant
+            variances = [scattered(sd, PROXY_NOISE_ODDS, y) ** 2 for y in ys]
+            return sum(r * r / v + math.log(v) for r, v in zip(residuals, variances))
+
+        spread = min(_SCATTER_GRID, key=misfit)
+        weights = [1 / scattered(spread, PROXY_NOISE_ODDS, y) ** 2 for y in ys]
+        slope, intercept = shrunk_line(tx, ty, prior_spread, weights)
+    return spread, weights, slope, intercept
 
 
 def proxy_floor(xs: list[float], ys: list[float], budget: float, spread: float = 0.0,
-                prior_spread: float | None = None) -> float:
+                prior_spread: float | None = None, weights: list[float] | None = None) -> float:
     """The proxy at the accuracy budget: where the shrunk line (``shrunk_line``, its prior ``prior_spread``, default
     ``PRIOR_SPREAD``) comes within ``spread`` (the residual sd) of it, or lower where a fine-tuned plan with a lower
     proxy met it. On whatever scale its arguments are given (``fit_line``: log-odds).
@@ -288,7 +361,7 @@ def proxy_floor(xs: list[float], ys: list[float], budget: float, spread: float =
     the line is flat one sd moves the floor far: on that VGG the allocation model's 4-5x plans screened at 0.78,
     under the line's floor, and promotion never weighed them.
     """
-    slope, intercept = shrunk_line(xs, ys, PRIOR_SPREAD if prior_spread is None else prior_spread)
+    slope, intercept = shrunk_line(xs, ys, PRIOR_SPREAD if prior_spread is None else prior_spread, weights)
     floor = (budget - spread - intercept) / slope
     met = [x for x, y in zip(xs, ys) if y >= budget]
     return min([floor, *met])
@@ -300,16 +373,20 @@ PRIOR_SPREAD = 0.05
 PRIOR_SPREAD_ODDS = 0.5
 
 
-def shrunk_line(xs: list[float], ys: list[float], prior_spread: float = PRIOR_SPREAD) -> tuple[float, float]:
-    """(slope, intercept) of y on x by least squares with the slope shrunk toward 1 (ridge on slope - 1).
+def shrunk_line(xs: list[float], ys: list[float], prior_spread: float = PRIOR_SPREAD,
+                weights: list[float] | None = None) -> tuple[float, float]:
+    """(slope, intercept) of y on x by least squares with the slope shrunk toward 1 (ridge on slope - 1), each point
+    weighed by ``weights`` (default evenly; scaled to a mean of 1, so the prior keeps its strength).
 
     Proxies that spread more than ``PRIOR_SPREAD`` fit their own slope; proxies bunched together (or a single plan)
     keep slope 1 through their means, which still calibrates the offset: how much the whole fine-tune adds to the
     proxy. A slope that still comes out flat or falling is replaced by 1: a higher proxy never means a worse plan.
     """
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    w = [1.0] * len(xs) if not weights else [v / statistics.fmean(weights) for v in weights]
+    mx = sum(v * x for v, x in zip(w, xs)) / sum(w)
+    my = sum(v * y for v, y in zip(w, ys)) / sum(w)
+    sxx = sum(v * (x - mx) ** 2 for v, x in zip(w, xs))
+    sxy = sum(v * (x - mx) * (y - my) for v, x, y in zip(w, xs, ys))
     prior = prior_spread ** 2 * len(xs)
     slope = (sxy + prior) / (sxx + prior)
     if slope <= 0:

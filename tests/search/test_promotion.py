@@ -146,7 +146,8 @@ def test_the_spread_widens_away_from_the_fine_tuned_proxies():
     from moprune.search.calibration import fit_line
 
     line = fit_line([0.90, 0.92, 0.95, 0.97], [0.96, 0.97, 0.98, 0.99], budget=0.9)
-    assert line.sd_at(0.935) < line.sd_at(0.6) and line.sd_at(0.935) == pytest.approx(line.spread, rel=0.2)
+    assert line.sd_at(0.935) < line.sd_at(0.6)
+    assert line.sd_at(0.935) == pytest.approx(line.scatter_at(line.accuracy(0.935)), rel=0.2), "among the proxies"
     assert ProxyLine(1.0, 0.0, 0.02, 0.9, 0.9).sd_at(0.1) == 0.02, "no fit: the prior spread"
 
 

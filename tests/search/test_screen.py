@@ -192,7 +192,8 @@ def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_s
     import statistics
 
     from moprune.record import baseline_of
-    from moprune.search.calibration import PRIOR_SPREAD_ODDS, ProxyCalibration, fit_line, odds, probability, shrunk_line
+    from moprune.search.calibration import (PRIOR_SPREAD_ODDS, PROXY_NOISE_ODDS, ProxyCalibration, fit_line, odds,
+                                            probability, scattered, shrunk_line)
     from moprune.search.context import prepare_context
 
     spec, url, study = screened_study
@@ -207,13 +208,16 @@ def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_s
             xs.append(proxies[r.screen_trial] if r.screen_trial is not None else calibration.computed[t.number])
             ys.append(t.values[0])
     tx, ty = [odds(x) for x in xs], [odds(y) for y in ys]  # the line is fitted on the log-odds of both
-    slope, intercept = shrunk_line(tx, ty, PRIOR_SPREAD_ODDS)
     budget = baseline_of(study).accuracy - spec.constraints.max_accuracy_drop
     line = fit_line(xs, ys, budget)
+    # each plan weighed by one over its variance: the fine-tune's scatter (fitted, in accuracy units) and the proxy's
+    weights = [1 / scattered(line.spread, PROXY_NOISE_ODDS, y) ** 2 for y in ys]
+    slope, intercept = shrunk_line(tx, ty, PRIOR_SPREAD_ODDS, weights)
     assert slope > 0 and floor == pytest.approx(line.floor) and line.spread > 0
     assert (line.slope, line.intercept) == pytest.approx((slope, intercept))
-    assert floor <= probability((odds(budget) - line.spread - intercept) / slope) + 1e-12, \
-        "within one residual sd of the budget"
+    assert line.scatter_at(budget) == pytest.approx(scattered(line.spread, PROXY_NOISE_ODDS, budget))
+    assert floor <= probability((odds(budget) - line.scatter_at(budget) - intercept) / slope) + 1e-12, \
+        "within one sd of the budget"
     assert line.accuracy(0.5) == pytest.approx(probability(intercept + slope * odds(0.5)))
     if statistics.pstdev(tx) > 4 * PRIOR_SPREAD_ODDS:
         plain = statistics.linear_regression(tx, ty)
@@ -391,7 +395,8 @@ def test_a_dropped_block_shifts_the_proxy_by_what_the_fine_tuned_plans_that_drop
     assert line.adjusted(0.5, 2) > line.adjusted(0.5, 0) == 0.5
     plain = fit_line(widths[0] + deep[0], widths[1] + deep[1], 0.92)
     assert not plain.blocks_tried and plain.per_block == 0.0
-    assert line.spread < plain.spread, "the shift explains what one line for both kinds could not"
+    for proxy, accuracy in zip(*deep):  # the shift explains what one line for both kinds could not
+        assert abs(line.accuracy(line.adjusted(proxy, 2)) - accuracy) < abs(plain.accuracy(proxy) - accuracy) / 2
 
 
 def test_until_a_fine_tuned_plan_drops_a_block_one_promotion_explores_one():
