@@ -469,3 +469,26 @@ def test_the_proposals_aim_where_the_line_reads_the_budget_not_at_the_optimistic
     # line's reading (no plan fine-tuned yet under it) lifts it
     assert ProxyLine(1.0, 0.0, 0.02, 0.4, 0.9).aim == pytest.approx(0.9)
     assert ProxyLine(1.0, 0.0, 0.02, 0.95, 0.9).aim == pytest.approx(0.95)
+
+
+def test_below_its_fitted_proxies_the_line_falls_at_least_as_steeply_as_the_proxy():
+    """Bench ResNet-20 ``--quick`` seed 4 (2026-12-05): after five fine-tuned starting plans, bunched near dense's
+    accuracy, the line's slope was 0.58, and carried straight down it read the uniform 0.85 plan (proxy 0.364) within
+    one sd of the budget 0.897; it was fine-tuned and gave 0.758."""
+    import dataclasses
+
+    from moprune.search.calibration import fit_line, odds
+
+    plans = [(0.936, 0.992, 0), (0.922, 0.989, 0), (0.939, 0.983, 3), (0.669, 0.942, 0), (0.975, 0.981, 0)]
+    xs, ys, dropped = (list(column) for column in zip(*plans))
+    line = fit_line(xs, ys, 0.897, dropped)
+    straight = dataclasses.replace(line, bend=None)
+    assert line.slope < 1 and line.bend is not None
+    assert straight.reading(0.364, 1.0) > 0.897 > line.reading(0.364, 1.0), "more than one sd under the budget"
+    assert line.accuracy(0.9) == straight.accuracy(0.9), "among the fitted proxies the line is the same"
+    assert line.accuracy(0.364) < straight.accuracy(0.364)
+    for proxy in (0.3, 0.669, 0.95):
+        assert line.proxy_at(line.accuracy(proxy)) == pytest.approx(proxy)
+    # the floor, under every fitted proxy: where the bent line comes within one sd of the budget
+    assert line.floor < min(xs)
+    assert odds(line.accuracy(line.floor)) == pytest.approx(odds(0.897) - line.scatter_at(0.897))
