@@ -10,7 +10,9 @@ reading, give or take the line's residual sd widened away from the proxies it wa
 model's accuracy), as expected-improvement acquisition does in Bayesian optimisation: a plan the front already
 dominates adds nothing, a plan in the front's gap at the fast end adds its area times its chance of meeting the
 budget. It replaced (2026-12-04) an optimistic reading (line plus one sd) of the plans above the floor only, under
-which the bench's ResNet-20 (seed 4) fine-tuned twelve plans at 1.4-2.3x on a saturated accuracy.
+which the bench's ResNet-20 (seed 4) fine-tuned twelve plans at 1.4-2.3x on a saturated accuracy. Since 2026-12-05
+it weighs the plans at or above the floor (the line plus one sd reaches the budget there) and no others: under it
+the chance is too small for the area to pay, and the bench's plans there met the budget 2 times in 38 (``promote``).
 
 The proxy floor (``ProxyLine.floor``) is read off a line fitted on the plans fine-tuned so far, and under the
 lowest of their proxies it is an extrapolation. A few fine-tune steps say least about the most heavily pruned
@@ -77,8 +79,7 @@ class Outlook:
 
         Expected improvement, as Bayesian optimisation weighs a candidate, instead of a floor that gates promotion
         and an optimistic reading above it: a slow plan on a saturated accuracy adds almost nothing however high its
-        proxy, and a fast plan a little under the floor adds its gap's area times the chance that it meets the
-        budget. Gated, the bench's ResNet-20 (seed 4, 2026-12-04) fine-tuned twelve plans at 1.4-2.3x read above the
+        proxy, and a fast plan in the front's gap adds its area times the chance that it meets the budget. Gated, the bench's ResNet-20 (seed 4, 2026-12-04) fine-tuned twelve plans at 1.4-2.3x read above the
         floor while the sampler without screening found plans at 3x that met the budget with 0.95-0.97.
         """
         base = _area(front, self.line.budget, self.worst_cost)
@@ -200,9 +201,14 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
             cost: Callable[[optuna.trial.FrozenTrial], float] | None = None, final: bool = True) -> list[int]:
     """Queue up to ``count`` of the best screened plans not yet promoted into ``study``.
 
-    With an ``outlook`` (the proxy line and the fine-tuned front), first the plans whose fine-tune is expected to add
-    most to the fine-tuned front's hypervolume on accuracy x the first cost, greedily, each pick joining the front
-    before the next is weighed (``Outlook.pick``). Before the ``final`` round that is all (one plan a round all the
+    With an ``outlook`` (the proxy line and the fine-tuned front), first the plans at or above the ``floor`` whose
+    fine-tune is expected to add most to the fine-tuned front's hypervolume on accuracy x the first cost, greedily,
+    each pick joining the front before the next is weighed (``Outlook.pick``). Not the plans under it, however fast:
+    the line puts each under a one-in-six chance of meeting the budget, and expected gain still chose them for the
+    area they would add. Over the fourteen bench runs of 2026-12-04/05 (42 studies, ``bench/proxy_line.py``), 2 of
+    the 38 fine-tuned plans the line (as of 2026-12-05) puts under the floor met the budget, 29 of 61 between the
+    floor and the aim; the bench's ResNet-20 (``--quick`` seed 4) spent two of its eight searched fine-tunes on such
+    plans (4.1-4.3x; 0.76 and 0.81 against a budget of 0.90). Before the ``final`` round that is all (one plan a round all the
     same): the rest of the quota waits for plans screened later (the caller carries it). In the final round, and
     without an outlook, the rest goes to the plans at or above the ``floor``
     (the lowest proxy the budget may admit: ``ProxyLine.floor``) by Pareto rank on the proxy and the first cost
@@ -239,7 +245,8 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     tester = probe(below, outlook, costs) if probing and outlook is not None and count >= 2 else None
     room = count - (tester is not None)
     pool = [t for t in fresh if t is not tester]
-    chosen = outlook.pick(pool, room, costs) if outlook is not None else []
+    # only plans at or above the floor are weighed by their expected gain (``Outlook.pick``): see ``promote``
+    chosen = outlook.pick([t for t in pool if t not in below], room, costs) if outlook is not None else []
     # before the last round a plan the line expects to add nothing waits (one a round all the same): the next
     # round's plans, proposed knowing more fine-tuned plans, may add to the front where these cannot
     waits = outlook is not None and not final

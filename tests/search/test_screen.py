@@ -216,7 +216,7 @@ def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_s
     assert slope > 0 and floor == pytest.approx(line.floor) and line.spread > 0
     assert (line.slope, line.intercept) == pytest.approx((slope, intercept))
     assert line.scatter_at(budget) == pytest.approx(scattered(line.spread, PROXY_NOISE_ODDS, budget))
-    assert floor <= probability((odds(budget) - line.scatter_at(budget) - intercept) / slope) + 1e-12, \
+    assert floor <= line.proxy_at(probability(odds(budget) - line.scatter_at(budget))) + 1e-12, \
         "within one sd of the budget"
     assert line.accuracy(0.5) == pytest.approx(probability(intercept + slope * odds(0.5)))
     if statistics.pstdev(tx) > 4 * PRIOR_SPREAD_ODDS:
