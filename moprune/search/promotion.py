@@ -79,8 +79,9 @@ class Outlook:
 
         Expected improvement, as Bayesian optimisation weighs a candidate, instead of a floor that gates promotion
         and an optimistic reading above it: a slow plan on a saturated accuracy adds almost nothing however high its
-        proxy, and a fast plan in the front's gap adds its area times the chance that it meets the budget. Gated, the bench's ResNet-20 (seed 4, 2026-12-04) fine-tuned twelve plans at 1.4-2.3x read above the
-        floor while the sampler without screening found plans at 3x that met the budget with 0.95-0.97.
+        proxy, and a fast plan in the front's gap adds its area times the chance that it meets the budget. Gated,
+        the bench's ResNet-20 (seed 4, 2026-12-04) fine-tuned twelve plans at 1.4-2.3x read above the floor while
+        the sampler without screening found plans at 3x that met the budget with 0.95-0.97.
         """
         base = _area(front, self.line.budget, self.worst_cost)
         if self.line.reading(proxy, _QUANTILES[-1]) <= self.line.budget:
@@ -208,8 +209,8 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     area they would add. Over the fourteen bench runs of 2026-12-04/05 (42 studies, ``bench/proxy_line.py``), 2 of
     the 38 fine-tuned plans the line (as of 2026-12-05) puts under the floor met the budget, 29 of 61 between the
     floor and the aim; the bench's ResNet-20 (``--quick`` seed 4) spent two of its eight searched fine-tunes on such
-    plans (4.1-4.3x; 0.76 and 0.81 against a budget of 0.90). Before the ``final`` round that is all (one plan a round all the
-    same): the rest of the quota waits for plans screened later (the caller carries it). In the final round, and
+    plans (4.1-4.3x; 0.76 and 0.81 against a budget of 0.90). Before the ``final`` round that is all (one plan a
+    round all the same): the rest of the quota waits for plans screened later (the caller carries it). In the final round, and
     without an outlook, the rest goes to the plans at or above the ``floor``
     (the lowest proxy the budget may admit: ``ProxyLine.floor``) by Pareto rank on the proxy and the first cost
     (latency where the study has it): the trade-off the user deploys against, not the MACs beside it, which would
