@@ -210,8 +210,8 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     the 38 fine-tuned plans the line (as of 2026-12-05) puts under the floor met the budget, 29 of 61 between the
     floor and the aim; the bench's ResNet-20 (``--quick`` seed 4) spent two of its eight searched fine-tunes on such
     plans (4.1-4.3x; 0.76 and 0.81 against a budget of 0.90). Before the ``final`` round that is all (one plan a
-    round all the same): the rest of the quota waits for plans screened later (the caller carries it). In the final round, and
-    without an outlook, the rest goes to the plans at or above the ``floor``
+    round all the same): the rest of the quota waits for plans screened later (the caller carries it). In the final
+    round, and without an outlook, the rest goes to the plans at or above the ``floor``
     (the lowest proxy the budget may admit: ``ProxyLine.floor``) by Pareto rank on the proxy and the first cost
     (latency where the study has it): the trade-off the user deploys against, not the MACs beside it, which would
     put every plan that is cheap in MACs but slow on the device on the front too. Within a rank the picks are spread
