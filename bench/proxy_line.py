@@ -1,7 +1,7 @@
 """How well does the screen's proxy line read accuracy after the fine-tune? Log-odds against accuracy units.
 
 Promotion (``moprune.search.promotion``) weighs each screened plan by where the line from proxy to accuracy after
-the fine-tune (``moprune.search.calibration.fit_line``) says its fine-tune will land. This script reads the studies
+the fine-tune (``moprune.search.proxy_line.fit_line``) says its fine-tune will land. This script reads the studies
 ``bench/search_quality.py --workdir DIR`` left and asks, per screen study, of the line on each scale:
 
 - forward: fitted on the plans the screen had fine-tuned so far (from the third on), how far from its accuracy
@@ -44,7 +44,7 @@ SCALES = {"log-odds": True, "accuracy": False}
 def lines_before(points: list[tuple[float, float, int]], budget: float, first: int, logit: bool = True):
     """(each plan (proxy, accuracy, blocks dropped) from index ``first`` on, the line fitted on the plans before it,
     the lowest proxy it was fitted on): how promotion met each plan."""
-    from moprune.search.calibration import fit_line
+    from moprune.search.proxy_line import fit_line
 
     for i in range(first, len(points)):
         xs, ys, dropped = (list(c) for c in zip(*points[:i]))
@@ -61,7 +61,7 @@ def sweep_errors(points: list[tuple[float, float, int]], sweeps: list[tuple[floa
                  logit: bool) -> tuple[list[float], list[float], float]:
     """(every sweep plan's fine-tuned minus read accuracy, those of the plans below every fitted proxy, the floor),
     the line fitted on all of ``points``; ``sweeps``: (screened proxy, fine-tuned accuracy), no block dropped."""
-    from moprune.search.calibration import fit_line
+    from moprune.search.proxy_line import fit_line
 
     xs, ys, dropped = (list(c) for c in zip(*points))
     line = fit_line(xs, ys, budget, dropped, logit=logit)
@@ -73,7 +73,7 @@ def sweep_errors(points: list[tuple[float, float, int]], sweeps: list[tuple[floa
 def spread_scores(points: list[tuple[float, float, int]], budget: float) -> dict[str, list[tuple[float, bool]]]:
     """(negative log density, within two sds) of each plan (proxy, accuracy, blocks dropped) from the fourth on under
     the log-odds line fitted on the plans before it, keyed "within" or "below" (its proxy under every fitted one)."""
-    from moprune.search.calibration import odds
+    from moprune.search.proxy_line import odds
 
     scores: dict[str, list[tuple[float, bool]]] = {"within": [], "below": []}
     for (x, y, d), line, lowest in lines_before(points, budget, 3):

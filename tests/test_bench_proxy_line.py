@@ -8,7 +8,7 @@ import statistics
 import pytest
 from helpers import bench_module
 
-from moprune.search.calibration import odds
+from moprune.search.proxy_line import odds
 
 proxy_line = bench_module("proxy_line")
 

@@ -41,7 +41,7 @@ from optuna.trial import TrialState
 from ..pareto import pareto_ranks
 from ..pruning import dropped_count
 from ..record import TrialRecord, baseline_of
-from .calibration import ProxyLine
+from .proxy_line import ProxyLine
 
 log = logging.getLogger(__name__)
 

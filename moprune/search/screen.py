@@ -38,7 +38,8 @@ from ..measure import LatencyModel, cost_features
 from ..pruning import dropped_count, suggest_plan
 from ..record import SCREEN_SUFFIX, TrialRecord
 from ..spec import StudySpec
-from .calibration import LatencyCalibration, ProxyCalibration, ProxyLine
+from .calibration import LatencyCalibration, ProxyCalibration
+from .proxy_line import ProxyLine
 from .context import StudyContext, finetune_seed
 from .promotion import Outlook, outlook_of, promote
 from .proposals import feed_back, queue_allocations, queue_sweeps

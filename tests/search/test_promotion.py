@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 import pytest
 
-from moprune.search.calibration import ProxyLine
+from moprune.search.proxy_line import ProxyLine
 from moprune.search.promotion import MIN_PROBE_GAP, Outlook, _area, probe, promote
 
 LINE = ProxyLine(slope=1.0, intercept=0.0, spread=0.0, floor=0.9, budget=0.9)
@@ -119,7 +119,7 @@ def test_with_no_plan_in_the_upper_half_the_highest_proxy_is_probed_and_a_narrow
 
 
 def test_the_line_knows_the_highest_fine_tuned_proxy_under_its_floor():
-    from moprune.search.calibration import fit_line
+    from moprune.search.proxy_line import fit_line
 
     line = fit_line([0.9, 0.8, 0.7, 0.5], [0.99, 0.97, 0.93, 0.85], budget=0.96)
     assert 0.7 < line.floor < 0.8 and line.missed_below == 0.7
@@ -159,7 +159,7 @@ def test_a_fast_plan_under_the_floor_is_not_promoted_for_its_expected_gain():
 
 
 def test_the_spread_widens_away_from_the_fine_tuned_proxies():
-    from moprune.search.calibration import fit_line
+    from moprune.search.proxy_line import fit_line
 
     line = fit_line([0.90, 0.92, 0.95, 0.97], [0.96, 0.97, 0.98, 0.99], budget=0.9)
     assert line.sd_at(0.935) < line.sd_at(0.6)

@@ -192,8 +192,9 @@ def test_the_proxy_calibration_finds_the_proxy_at_the_accuracy_budget(screened_s
     import statistics
 
     from moprune.record import baseline_of
-    from moprune.search.calibration import (PRIOR_SPREAD_ODDS, PROXY_NOISE_ODDS, ProxyCalibration, fit_line, odds,
-                                            probability, scattered, shrunk_line)
+    from moprune.search.calibration import ProxyCalibration
+    from moprune.search.proxy_line import (PRIOR_SPREAD_ODDS, PROXY_NOISE_ODDS, fit_line, odds, probability, scattered,
+                                           shrunk_line)
     from moprune.search.context import prepare_context
 
     spec, url, study = screened_study
@@ -326,7 +327,7 @@ def test_screened_starts_are_fine_tuned_only_when_the_screen_promotes_them(sessi
 def test_the_proxy_floor_never_excludes_a_proxy_as_low_as_one_that_met_the_budget():
     """bench VGG seed 0 (2026-12-03): the line put the floor at 0.85, but uniform 0.85 screened at 0.689 met the
     0.964 budget after its fine-tune; a plan screened that low may meet it too."""
-    from moprune.search.calibration import proxy_floor, shrunk_line
+    from moprune.search.proxy_line import proxy_floor, shrunk_line
 
     xs = [0.978, 0.975, 0.689, 0.822, 0.864, 0.975]  # its first six fine-tuned plans: proxy, accuracy
     ys = [0.986, 0.994, 0.964, 0.942, 0.967, 0.981]
@@ -343,7 +344,7 @@ def test_the_proxy_floor_never_excludes_a_proxy_as_low_as_one_that_met_the_budge
 
 
 def test_the_proxy_line_keeps_its_own_slope_when_proxies_spread_and_slope_1_when_they_bunch():
-    from moprune.search.calibration import shrunk_line
+    from moprune.search.proxy_line import shrunk_line
 
     spread = [0.2, 0.4, 0.6, 0.8]
     slope, intercept = shrunk_line(spread, [0.5 + 0.5 * x for x in spread])
@@ -370,7 +371,7 @@ def test_the_line_reads_a_low_proxy_plan_within_reach_of_what_its_fine_tune_gave
     """Accuracy after the whole fine-tune saturates where the proxy still climbs: a straight line in accuracy units
     read the uniform 0.54 plan (proxy 0.697, fine-tuned to 0.928) at 0.81 from the 14 other plans, five sds under,
     and the plans with the top proxies 0.974 where they gave 0.956. On the log-odds scale it reads within two sds."""
-    from moprune.search.calibration import fit_line
+    from moprune.search.proxy_line import fit_line
 
     rest = [p for p in MOBILENET_SEED_5 if p[0] != 0.697]
     line = fit_line([p[0] for p in rest], [p[1] for p in rest], 0.889, [p[2] for p in rest])
@@ -386,7 +387,7 @@ def test_the_line_reads_a_low_proxy_plan_within_reach_of_what_its_fine_tune_gave
 def test_a_dropped_block_shifts_the_proxy_by_what_the_fine_tuned_plans_that_dropped_one_say():
     """Plans that drop blocks screen lower than width-pruned plans of the same fine-tuned accuracy (bench
     MobileNetV2, 2026-12-04): the line learns the shift per block and reads their proxies with it."""
-    from moprune.search.calibration import fit_line
+    from moprune.search.proxy_line import fit_line
 
     widths = ([0.6, 0.7, 0.8, 0.9], [0.88, 0.91, 0.94, 0.97])  # accuracy = 0.7 + 0.3 x proxy
     deep = ([0.5, 0.6], [0.91, 0.94])  # two blocks dropped each: on the line 0.2 proxy higher
@@ -401,7 +402,7 @@ def test_a_dropped_block_shifts_the_proxy_by_what_the_fine_tuned_plans_that_drop
 
 def test_until_a_fine_tuned_plan_drops_a_block_one_promotion_explores_one():
     from moprune.pruning import drop_key
-    from moprune.search.calibration import ProxyLine
+    from moprune.search.proxy_line import ProxyLine
     from moprune.search.promotion import Outlook
 
     screened = optuna.create_study(directions=["maximize", "minimize"])
@@ -454,7 +455,7 @@ def test_the_proposals_aim_where_the_line_reads_the_budget_not_at_the_optimistic
     there, that run's sampler and allocation model screened plans that missed it after their fine-tunes. The aim
     (the line read at the budget itself) lies above the floor and separates the plans that met it from those that
     did not."""
-    from moprune.search.calibration import ProxyLine, fit_line
+    from moprune.search.proxy_line import ProxyLine, fit_line
 
     budget = 0.8778
     xs, ys, dropped = (list(column) for column in zip(*MOBILENET_QUICK_SEED_0))
@@ -477,7 +478,7 @@ def test_below_its_fitted_proxies_the_line_falls_at_least_as_steeply_as_the_prox
     one sd of the budget 0.897; it was fine-tuned and gave 0.758."""
     import dataclasses
 
-    from moprune.search.calibration import fit_line, odds
+    from moprune.search.proxy_line import fit_line, odds
 
     plans = [(0.936, 0.992, 0), (0.922, 0.989, 0), (0.939, 0.983, 3), (0.669, 0.942, 0), (0.975, 0.981, 0)]
     xs, ys, dropped = (list(column) for column in zip(*plans))
