@@ -42,3 +42,29 @@ def test_an_error_of_the_objective_itself_still_stops_the_loop():
 
     with pytest.raises(RuntimeError, match="a bug"):
         run_trials(study, objective, target=2, claim=NoClaim(), callbacks=[], catch=())
+
+
+def test_while_trials_run_only_what_they_made_is_walked_by_the_collector_and_nothing_stays_frozen():
+    """free_memory's full collection after each trial walks only the trial's objects; a cycle a trial leaves is
+    still collected, and nothing stays frozen once the loop returns (gc.freeze is scoped to the run)."""
+    import gc
+    import weakref
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: list[tuple[int, bool]] = []
+
+    class Node:
+        pass
+
+    def objective(trial: optuna.Trial) -> float:
+        node = Node()
+        node.self = node  # a reference cycle, as a pruned model's dependency graph makes
+        ref = weakref.ref(node)
+        del node
+        gc.collect()  # what free_memory does after the trial
+        seen.append((gc.get_freeze_count(), ref() is None))
+        return trial.suggest_float("x", 0, 1)
+
+    run_trials(study, objective, target=2, claim=NoClaim(), callbacks=[], catch=())
+    assert len(seen) == 2 and all(frozen > 0 and collected for frozen, collected in seen)
+    assert gc.get_freeze_count() == 0
