@@ -38,7 +38,7 @@ from statistics import NormalDist
 import optuna
 from optuna.trial import TrialState
 
-from ..pareto import pareto_ranks, reference_point
+from ..pareto import pareto_ranks
 from ..pruning import dropped_count
 from ..record import TrialRecord, baseline_of
 from .proxy_line import ProxyLine
@@ -56,17 +56,8 @@ _QUANTILES = tuple(NormalDist().inv_cdf((i + 0.5) / 8) for i in range(8))
 
 @dataclass(frozen=True)
 class Outlook:
-    """The fine-tuned front (feasible plans' accuracy and first cost), the proxy line, and the hypervolume's
-    reference: ``worst_cost`` and ``reference`` (an accuracy; None: the budget itself).
-
-    ``outlook_of`` takes the reference of the hypervolume the study reports (``moprune.pareto.reference_point``:
-    1.1x dense's cost, dense's accuracy less twice the allowed drop), so that promotion maximises what ``status``,
-    the report and the bench measure. Only feasible plans count, so a plan that meets the budget adds a box that
-    reaches down to the reference: its chance of meeting the budget is worth area of its own, however close to the
-    budget it lands. With the budget itself as the reference (before 2026-12-05), a fast plan read just above the
-    budget was worth almost nothing, and a slow one with a margin of accuracy more than its speed was worth in the
-    study's own hypervolume.
-    """
+    """The fine-tuned front (feasible plans' accuracy and first cost), the proxy line, and the cost of dense (the
+    hypervolume's reference with the accuracy budget)."""
 
     line: ProxyLine
     front: tuple[tuple[float, float], ...]
@@ -75,18 +66,11 @@ class Outlook:
     # expected gain) read the slow plans with the highest proxies above every fine-tuned plan (bench VGG seed 0: the
     # uniform 0.44 plan at 1.6x, screened at 0.994), and they won the promotions on accuracy no plan had reached
     ceiling: float = 1.0
-    reference: float | None = None
-
-    @property
-    def _ref(self) -> float:
-        return self.line.budget if self.reference is None else self.reference
-
-    def _area(self, points: list[tuple[float, float]]) -> float:
-        return _area(points, self.line.budget, self.worst_cost, self._ref)
 
     def gain(self, front: list[tuple[float, float]], point: tuple[float, float]) -> float:
         """Hypervolume (accuracy above the budget x cost below dense) that ``point`` adds to ``front``."""
-        return self._area([*front, point]) - self._area(front)
+        return _area([*front, point], self.line.budget, self.worst_cost) - _area(front, self.line.budget,
+                                                                                 self.worst_cost)
 
     def expected_gain(self, front: list[tuple[float, float]], proxy: float, cost: float) -> float:
         """What a plan read at ``proxy`` (``read``) and costing ``cost`` adds to ``front``, in expectation over where
@@ -99,11 +83,11 @@ class Outlook:
         the bench's ResNet-20 (seed 4, 2026-12-04) fine-tuned twelve plans at 1.4-2.3x read above the floor while
         the sampler without screening found plans at 3x that met the budget with 0.95-0.97.
         """
-        base = self._area(front)
+        base = _area(front, self.line.budget, self.worst_cost)
         if self.line.reading(proxy, _QUANTILES[-1]) <= self.line.budget:
             return 0.0
-        return sum(self._area([*front, (min(self.line.reading(proxy, z), self.ceiling), cost)]) - base
-                   for z in _QUANTILES) / len(_QUANTILES)
+        return sum(_area([*front, (min(self.line.reading(proxy, z), self.ceiling), cost)], self.line.budget,
+                         self.worst_cost) - base for z in _QUANTILES) / len(_QUANTILES)
 
     def pick(self, trials: list[optuna.trial.FrozenTrial], count: int, cost: dict[int, float] | None = None
              ) -> list[optuna.trial.FrozenTrial]:
@@ -149,18 +133,16 @@ def explore_depth(fresh: list[optuna.trial.FrozenTrial], line: ProxyLine | None)
     return max(deep, key=lambda t: (t.values[0], -t.number)) if deep else None
 
 
-def _area(points: list[tuple[float, float]], budget: float, worst: float, reference: float | None = None) -> float:
-    """2-D hypervolume (moocore, as ``moprune.pareto``) of the (accuracy, cost) points that meet ``budget`` and cost
-    less than ``worst``: accuracy maximised above ``reference`` (default the budget), cost minimised below
-    ``worst``."""
+def _area(points: list[tuple[float, float]], budget: float, worst: float) -> float:
+    """2-D hypervolume (moocore, as ``moprune.pareto``) of (accuracy, cost) points: accuracy maximised above
+    ``budget``, cost minimised below ``worst``."""
     import moocore
     import numpy as np
 
     inside = [p for p in points if p[0] > budget and p[1] < worst]
     if not inside:
         return 0.0
-    ref = budget if reference is None else min(reference, budget)
-    return float(moocore.hypervolume(np.array(inside, dtype=float), ref=[ref, worst], maximise=[True, False]))
+    return float(moocore.hypervolume(np.array(inside, dtype=float), ref=[budget, worst], maximise=[True, False]))
 
 
 def probe(below: list[optuna.trial.FrozenTrial], outlook: Outlook, cost: dict[int, float] | None = None
@@ -202,11 +184,7 @@ def outlook_of(study: optuna.Study, line: ProxyLine | None, cost: str, accuracy_
         value = getattr(record, cost, None)
         if record.speedup and not record.rejected and value is not None and t.values[accuracy_at] >= line.budget:
             front.append((t.values[accuracy_at], float(value)))
-    # the reference of the hypervolume the study reports (``Outlook``), in units of dense's values
-    ref = reference_point(["accuracy", cost], {"accuracy": base.accuracy, cost: float(getattr(base, cost))},
-                          base.accuracy - line.budget)
-    return Outlook(line, tuple(front), ref[cost] * float(getattr(base, cost)), ceiling=base.accuracy,
-                   reference=ref["accuracy"] * base.accuracy)
+    return Outlook(line, tuple(front), float(getattr(base, cost)), ceiling=base.accuracy)
 
 
 def promoted(study: optuna.Study) -> set[int]:

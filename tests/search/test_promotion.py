@@ -75,35 +75,6 @@ def test_no_reading_goes_above_the_dense_models_accuracy():
     assert uncapped.expected_gain(list(uncapped.front), 0.995, 6.0) > 0.0
 
 
-def test_with_the_studys_reference_a_fast_plan_that_just_meets_the_budget_outweighs_a_slow_one_with_a_margin():
-    """The study's hypervolume (``status``, the report, the bench) counts a feasible plan from dense's accuracy less
-    twice the drop: meeting the budget is worth a box of its own. Measured from the budget, a 4x plan read just
-    above it (2.5 ms, dense 10 ms) is worth less than a plan at 5.5 ms read 0.05 over it."""
-    line = ProxyLine(slope=1.0, intercept=0.0, spread=0.0, floor=0.9, budget=0.9)
-    screened = _screened([(0.905, 2.5), (0.95, 5.5)])
-    from_budget = Outlook(line, (), worst_cost=10.0)
-    assert [t.number for t in from_budget.pick(screened.get_trials(), 1)] == [1]
-    studys = Outlook(line, (), worst_cost=11.0, reference=0.8)
-    assert studys.gain([], (0.905, 2.5)) == pytest.approx(0.105 * 8.5)
-    assert [t.number for t in studys.pick(screened.get_trials(), 1)] == [0]
-    assert studys.gain([], (0.89, 1.0)) == 0.0, "a plan under the budget adds nothing, however fast"
-
-
-def test_the_outlook_takes_the_reference_of_the_hypervolume_the_study_reports():
-    from moprune.pareto import reference_point
-    from moprune.record import Baseline, write_baseline
-    from moprune.search.promotion import outlook_of
-
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    write_baseline(study, Baseline(accuracy=0.95, latency_ms=20.0, latency_ms_p10=19.0, latency_ms_p90=21.0,
-                                   macs=1000, params=100, source="checkpoint", sha256="0" * 64))
-    line = ProxyLine(slope=1.0, intercept=0.0, spread=0.0, floor=0.9, budget=0.93)
-    outlook = outlook_of(study, line, "latency_ms", 0)
-    ref = reference_point(["accuracy", "latency_ms"], {"accuracy": 0.95, "latency_ms": 20.0}, 0.02)
-    assert outlook.reference == pytest.approx(ref["accuracy"] * 0.95) == pytest.approx(0.91)
-    assert outlook.worst_cost == pytest.approx(ref["latency_ms"] * 20.0) == pytest.approx(22.0)
-
-
 def test_a_plan_read_just_under_the_budget_is_weighed_by_the_chance_that_it_meets_it():
     screened = _screened([(0.89, 1.5)])  # its line reading is below the budget, within one sd of it
     study = optuna.create_study(directions=["maximize", "minimize"])
