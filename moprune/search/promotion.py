@@ -57,7 +57,14 @@ _QUANTILES = tuple(NormalDist().inv_cdf((i + 0.5) / 8) for i in range(8))
 @dataclass(frozen=True)
 class Outlook:
     """The fine-tuned front (feasible plans' accuracy and first cost), the proxy line, and the cost of dense (the
-    hypervolume's reference with the accuracy budget)."""
+    hypervolume's reference with the accuracy budget).
+
+    The reference is the budget, not that of the hypervolume ``status`` reports (dense's accuracy less twice the
+    drop, under which meeting the budget is worth a box of its own): tried on 2026-12-05 (``bench/search_quality.py
+    --quick --tasks resnet20``), that reference promoted more fast plans read near the budget, and on seed 4 two of
+    them, screened at 0.44, gave 0.70 and 0.72 against 0.90: 0.99x the better sweep (1.16x with the budget). Seeds
+    0-2 and 3, 5 moved by no more than the seed-to-seed spread (1.22-1.26x, 1.12-1.15x, 1.05-1.06x; 1.25x, 1.16x).
+    """
 
     line: ProxyLine
     front: tuple[tuple[float, float], ...]
