@@ -79,7 +79,7 @@ class Budget:
     proxy_plans: int = 16  # random plans of the proxy check
     finetune_steps: int | None = None  # the task's own (30) unless set: a longer fine-tune makes screening cheaper
     allocate: float = 0.5  # share of a round's screened plans proposed by the allocation model (search.screen)
-    explore: float = 0.5  # share of a round's screened plans left to the sampler (search.screen.explore)
+    explore: float = 0.25  # share of a round's screened plans left to the sampler (search.screen.explore)
     # the screen's uniform and global starting plans: fine-tuned up front (5 of the screen's 8 fine-tunes went to
     # them at the old --quick budget), or screened as the sweep and fine-tuned only when promoted
     starts: str = "screen"

@@ -37,8 +37,9 @@ class ScreenSpec(_Section):
     allocate: float = Field(0.5, ge=0.0, le=1.0)
     # share of each round's plans after the first left to the sampler, whatever the allocation model and the
     # neighbours would queue: before it, 2 neighbours per front plan filled every round (bench MobileNetV2,
-    # 2026-12-04: 14 of 14 non-sweep plans were neighbours) and the screen never explored beyond the sweeps
-    explore: float = Field(0.5, ge=0.0, le=1.0)
+    # 2026-12-04: 14 of 14 non-sweep plans were neighbours) and the screen never explored beyond the sweeps. A
+    # quarter since 2026-12-05: at a half, with `allocate` at a half, no round had room for a neighbour
+    explore: float = Field(0.25, ge=0.0, le=1.0)
     # the uniform and global starting plans of search.seed_trials: fine-tuned before any screening (finetune: every
     # one costs a fine-tune whether or not it is any good), or only screened as the sweep, so that each is fine-tuned
     # only when promoted (screen: every fine-tune goes to a plan the screen ranked best; needs sweep >= 2)

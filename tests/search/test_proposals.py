@@ -46,3 +46,17 @@ def test_the_sweeps_are_every_level_of_each_kind_but_global_pruning_at_zero_and_
     assert make_sampler(spec, seed=0)._n_startup_trials == 10
     mine = spec.model_copy(update={"search": spec.search.model_copy(update={"sampler_options": {"n_startup_trials": 4}})})
     assert make_sampler(mine, seed=0, queued=5)._n_startup_trials == 4, "a user's own setting wins"
+
+
+def test_with_room_for_few_the_neighbours_are_those_of_the_fastest_front_plans():
+    spec = make_spec(prune={"ratio": {"low": 0.0, "high": 0.9, "step": 0.1}, "offset_max": 0.3})
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", "latency_ms"])
+    distributions = {"ratio/global": FloatDistribution(0.0, 0.9, step=0.1)}
+    for ratio, accuracy, latency in ((0.2, 0.99, 10.0), (0.5, 0.95, 5.0), (0.8, 0.90, 2.0)):  # all on the front
+        study.add_trial(create_trial(params={"ratio/global": ratio}, distributions=distributions,
+                                     values=[accuracy, latency]))
+    screened = optuna.create_study(directions=["maximize", "minimize"])
+    feed_back(study, screened, spec, per_plan=3, seed=0, limit=3)
+    queued = [t.system_attrs["fixed_params"]["ratio/global"] for t in screened.get_trials(states=(TrialState.WAITING,))]
+    assert queued and all(abs(r - 0.8) <= 0.1 + 1e-9 for r in queued), "the fast end is searched around first"
