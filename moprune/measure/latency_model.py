@@ -8,9 +8,10 @@ more), the elements every leaf module writes (the memory traffic of the normalis
 additions between them), and the leaf modules run (each launches its kernels whatever its width: this fixed cost is
 why plans keeping 2-8% of a ResNet-20's MACs ran only 2.4-3.5x faster than dense on one CPU thread, and what a plan
 that drops a residual block saves). Its coefficients are non-negative least squares (scikit-learn) over the study's own
-paired measurements, so it learns the device and runtime; until three plans are measured it is the dense latency
-scaled by MACs. A prediction is stored as ``latency_predicted_ms`` on screened plans only, and never shown as a
-measurement: every plan that is promoted is measured precisely.
+paired measurements, so it learns the device and runtime. It predicts only plans like those it was fitted on
+(``LatencyModel.covers``: at least ``MIN_POINTS`` measured, every feature within their range give or take a tenth of
+it); the screen times the others (``moprune.search.screen``). A prediction is stored as ``latency_predicted_ms`` on
+screened plans only, and never shown as a measurement: every plan that is promoted is measured precisely.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from torch import nn
 from ..torch_state import hooked_pass
 
 FEATURES = ("macs", "macs_depthwise", "activations", "layers")
+
+#: Measured plans (the dense model among them) before the model predicts anything: five coefficients are fitted.
+MIN_POINTS = 5
+
+#: How far outside the measured plans' range (a share of the range, per feature) a prediction is still trusted.
+REACH = 0.1
 
 
 def cost_features(model: nn.Module, example_inputs: torch.Tensor) -> tuple[float, ...]:
@@ -57,13 +64,31 @@ class LatencyModel:
     coefficients: tuple[float, ...]
     points: int
     loo_error: float | None  # median relative error, each measured plan predicted by a fit without it
+    # each feature's lowest and highest value over the measured plans: outside them the fit is an extrapolation
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+
+    def covers(self, features: tuple[float, ...]) -> bool:
+        """Whether the model may predict a plan with ``features``: fitted on ``MIN_POINTS`` or more measured plans,
+        and every feature within their range give or take ``REACH`` of it.
+
+        Outside, a linear fit extrapolates. Before this check the screen predicted its first rounds from the dense
+        latency scaled by MACs (fewer than 3 plans measured): on the bench's ResNet-20 (``--quick`` seed 4,
+        2026-12-05) it read the uniform and global 0.44 plans at 4.7 ms (measured 10.5-11.0 ms, 1.3x) and both were
+        fine-tuned for a speed they did not have; and a fit on plans that drop no block cannot tell what dropping
+        one saves (its ``layers`` coefficient and the intercept trade freely).
+        """
+        if self.points < MIN_POINTS or len(self.low) != len(features):
+            return False
+        return all(lo - REACH * (hi - lo) <= f <= hi + REACH * (hi - lo)
+                   for f, lo, hi in zip(features, self.low, self.high))
 
     def predict(self, features: tuple[float, ...]) -> float:
         return self.intercept + sum(c * f for c, f in zip(self.coefficients, features))
 
     def describe(self) -> str:
-        if self.points < 3:
-            return f"dense latency scaled by MACs ({self.points} plan(s) measured; 3 calibrate the model)"
+        if self.points < MIN_POINTS:
+            return f"not fitted yet ({self.points} plan(s) measured; {MIN_POINTS} fit it): plans are timed"
         error = "" if self.loo_error is None else f", leave-one-out median error {self.loo_error:.1%}"
         return f"fitted on {self.points} measured plans{error}"
 
@@ -91,18 +116,19 @@ def fit_latency_model(xs: list[tuple[float, ...]], ys: list[float], *, dense: tu
                       ) -> LatencyModel:
     """A model from measured plans (``xs`` their features, ``ys`` their latencies in ms, the dense model among
     them); ``dense`` the dense model's (features, latency), used alone, as latency proportional to MACs, while fewer
-    than 3 plans are known."""
+    than ``MIN_POINTS`` plans are known (such a model ``covers`` nothing: the screen times every plan)."""
     points = len(xs)
-    if points < 3:
+    if points < MIN_POINTS:
         features, latency = dense
         per_mac = latency / features[0] if features[0] else 0.0
         return LatencyModel(0.0, (per_mac, *(0.0 for _ in FEATURES[1:])), points, None)
     intercept, coefficients = _fit(xs, ys)
     errors = []
-    if points >= 5:
-        for i in range(points):
-            b, c = _fit(xs[:i] + xs[i + 1:], ys[:i] + ys[i + 1:])
-            predicted = b + sum(k * f for k, f in zip(c, xs[i]))
-            errors.append(abs(predicted - ys[i]) / ys[i])
+    for i in range(points):
+        b, c = _fit(xs[:i] + xs[i + 1:], ys[:i] + ys[i + 1:])
+        predicted = b + sum(k * f for k, f in zip(c, xs[i]))
+        errors.append(abs(predicted - ys[i]) / ys[i])
     loo = sorted(errors)[len(errors) // 2] if errors else None
-    return LatencyModel(intercept, coefficients, points, loo)
+    columns = list(zip(*xs))
+    return LatencyModel(intercept, coefficients, points, loo, low=tuple(min(c) for c in columns),
+                        high=tuple(max(c) for c in columns))

@@ -42,10 +42,12 @@ def _measured(study: optuna.Study) -> list[tuple[int, TrialRecord]]:
 
 
 class LatencyCalibration:
-    """The study's latency model, refitted on the dense model and every fine-tuned plan measured so far.
+    """The study's latency model, refitted on the dense model, every fine-tuned plan measured so far and every
+    screened plan the screen timed (those the model did not cover: ``LatencyModel.covers``).
 
     A plan's latency is the dense latency over its paired speedup (what the front and the bench use: the rounds'
-    drift cancels); its features are counted once per trial, on the plan pruned again.
+    drift cancels); a fine-tuned plan's features are counted once per trial, on the plan pruned again, a screened
+    plan's were stored when it was screened.
     """
 
     def __init__(self, ctx: StudyContext):
@@ -53,7 +55,7 @@ class LatencyCalibration:
         self.dense = cost_features(ctx.dense.model, ctx.trace_inputs)
         self.features: dict[int, tuple[float, ...]] = {}
 
-    def fit(self, study: optuna.Study) -> LatencyModel | None:
+    def fit(self, study: optuna.Study, screened: optuna.Study | None = None) -> LatencyModel | None:
         base = baseline_of(study)
         if base is None:
             return None
@@ -64,7 +66,19 @@ class LatencyCalibration:
                 self.features[number] = cost_features(self.ctx.prune(plan).model, self.ctx.trace_inputs)
             xs.append(self.features[number])
             ys.append(base.latency_ms / record.speedup)
+        for record in _timed(screened):
+            assert record.cost_features is not None and record.speedup
+            xs.append(tuple(record.cost_features))
+            ys.append(base.latency_ms / record.speedup)
         return fit_latency_model(xs, ys, dense=(self.dense, base.latency_ms))
+
+
+def _timed(screened: optuna.Study | None) -> list[TrialRecord]:
+    """Screened plans the screen timed (the quick paired measurement) with the features they were screened with."""
+    if screened is None:
+        return []
+    records = (TrialRecord.of(t) for t in screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return [r for r in records if r.speedup and r.cost_features and r.latency_predicted_ms is None]
 
 
 class ProxyCalibration:

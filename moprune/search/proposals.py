@@ -58,11 +58,12 @@ def block_drops(ctx: StudyContext, plan: dict[str, float]) -> tuple[int, ...]:
 
 
 def queue_allocations(screened: optuna.Study, ctx: StudyContext, count: int, *, floor: float | None, seed: int,
-                      cost: Callable[[optuna.trial.FrozenTrial], float] | None = None) -> int:
+                      cost: Callable[[optuna.trial.FrozenTrial], float] | None = None,
+                      targets: tuple[float, ...] = ()) -> int:
     """Queue up to ``count`` plans the additive allocation model (``moprune.search.allocate``) puts on its front
-    near the accuracy budget (``floor``, in proxy units), and a neighbour of each, to be screened next. Its units are
-    the search units' ratios and the droppable blocks; ``cost(trial)`` a screened plan's first cost (default the
-    stored value)."""
+    near the accuracy budget (``floor``, in proxy units) and at the higher proxies ``targets``, and a neighbour of
+    each, to be screened next. Its units are the search units' ratios and the droppable blocks; ``cost(trial)`` a
+    screened plan's first cost (default the stored value)."""
     import numpy as np
 
     from .allocate import propose_allocations
@@ -85,7 +86,8 @@ def queue_allocations(screened: optuna.Study, ctx: StudyContext, count: int, *, 
     step = r.step or 0.05
     grid = [round(min(r.low + step * k, r.high), 6) for k in range(int(round((r.high - r.low) / step)) + 1)]
     proposals = propose_allocations(np.array(rows), np.array(proxies), np.array(costs), grid, count=count,
-                                    floor=floor, seen=seen, seed=seed, span=spec.prune.offset_max or None,
+                                    floor=floor, targets=targets, seen=seen, seed=seed,
+                                    span=spec.prune.offset_max or None,
                                     drops=np.array(drops, dtype=float).reshape(len(rows), len(ctx.blocks)))
     for a in proposals:
         plan = {root: ratio for u, ratio in zip(ctx.units, a.ratios) for root in u.roots}

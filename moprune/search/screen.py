@@ -1,12 +1,15 @@
 """Screening: many plans cheaply, then only those on or near the screened Pareto front are fine-tuned.
 
 A screened plan is pruned, counted (MACs, params), given a latency and scored by a proxy of its accuracy after
-fine-tuning (``moprune.train.proxy``: a few fine-tune steps, then adaptive BN for BatchNorm models). Its latency
-is predicted by a model fitted on the plans this study measured precisely (``moprune.measure.latency_model``,
-refitted every round, stored as ``latency_predicted_ms``), or, with ``screen.latency: measure``, timed with the
-quick screen measurement (``repeats`` paired rounds, no energy): timing cost more than the proxy on small
-models. Screened plans live in the same storage as a study of their own, ``<name>.screen``, whose first objective
-is ``accuracy_proxy``: its values are never an accuracy, and the fine-tuned study holds only fine-tuned trials.
+fine-tuning (``moprune.train.proxy``: a few fine-tune steps, then adaptive BN for BatchNorm models). Its latency is
+predicted by a model fitted on the plans this study measured (``moprune.measure.latency_model``, refitted every
+round, stored as ``latency_predicted_ms``) where that model covers the plan, and otherwise timed with the quick
+screen measurement (``repeats`` paired rounds, no energy; stored as a measured ``latency_ms``), which the next fit
+learns from: the first round's plans, and each plan that goes past what was measured (drops more blocks, or is
+cheaper by more than ``latency_model.REACH`` of the range). With ``screen.latency: measure`` every plan is timed:
+timing cost more than the proxy on small models. Screened plans live in the same storage as a study of their own,
+``<name>.screen``, whose first objective is ``accuracy_proxy``: its values are never an accuracy, and the fine-tuned
+study holds only fine-tuned trials.
 Screening runs in rounds: each round screens a batch of plans, promotes those not yet promoted that are expected to
 add most to the fine-tuned front, then the best by Pareto rank (``moprune.search.promotion``; never a weighted sum),
 and fine-tunes them in the main study; a round's quota that only plans far under the accuracy budget could fill
@@ -14,7 +17,7 @@ waits for the next round's plans. A screened plan's latency is re-predicted each
 (``first_cost``).
 A round's plans come first from the allocation model (``moprune.search.allocate``: what each unit's ratio does to
 the proxy and the cost, fitted on every plan screened so far, and the plans that trade them best near the accuracy
-budget), then neighbours of the fine-tuned front's plans, then the spec's sampler, which always has ``screen.explore``
+budget and, room allowing, at accuracies between it and dense's: ``allocation_targets``), then neighbours of the fine-tuned front's plans, then the spec's sampler, which always has ``screen.explore``
 of the round (without that share the neighbours filled every round) and learns from the proxies
 and from where the budget lies: a plan whose proxy is below the line's aim is marked infeasible
 (``Trial.set_constraint``), or TPE and NSGA-II explore the fast end of the proxy x cost front, where every plan reads
@@ -32,6 +35,7 @@ import warnings
 from collections.abc import Callable
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from ..measure import LatencyModel, cost_features
@@ -77,6 +81,15 @@ class ScreenObjective:
         # the study's dense latency: a timed plan's latency is it over the paired speedup, as a fine-tuned trial's
         self.baseline_latency_ms = baseline_latency_ms
 
+    def _timed(self, model: torch.nn.Module) -> TrialRecord:
+        """The quick screen measurement of ``model``, paired like a fine-tuned trial's (dense latency over the
+        speedup): screened plans are timed minutes apart, and a plan's own median moves with the clocks and the load
+        between them, the ratio does not."""
+        timed = TrialRecord.measured(self.ctx.measure(model, energy=False, screen=True), self.baseline_latency_ms)
+        if timed.latency_ms is None:
+            raise RuntimeError("the quick screen measurement gave no latency")
+        return timed
+
     def __call__(self, trial: optuna.Trial) -> list[float]:
         ctx, s = self.ctx, self.ctx.spec
         plan = suggest_plan(trial, ctx.units, s.prune, ctx.blocks)
@@ -93,18 +106,20 @@ class ScreenObjective:
             trial.set_constraint("macs", cx.macs / s.constraints.max_macs - 1.0)
             raise optuna.TrialPruned("over budget on macs")
         if PREDICTED in self.objectives:
-            if self.latency_model is None:
-                raise RuntimeError("the screen's latency model is not calibrated (no dense baseline yet)")
             features = cost_features(pruned.model, ctx.trace_inputs)
-            predicted = round(self.latency_model.predict(features), 6)
-            measured[PREDICTED] = predicted
-            record = dataclasses.replace(record, latency_predicted_ms=predicted, cost_features=list(features))
+            record = dataclasses.replace(record, cost_features=list(features))
+            if self.latency_model is not None and self.latency_model.covers(features):
+                predicted = round(self.latency_model.predict(features), 6)
+                measured[PREDICTED] = predicted
+                record = dataclasses.replace(record, latency_predicted_ms=predicted)
+            else:
+                # the model cannot vouch for this plan (not fitted yet, or the plan lies outside what it was
+                # fitted on): timed, and the timing joins the next fit (``LatencyCalibration``)
+                timed = self._timed(pruned.model)
+                measured[PREDICTED] = timed.latency_ms
+                record = TrialRecord.merged(record, timed.values_only())
         elif "latency_ms" in self.objectives:
-            # paired like a fine-tuned trial's (dense latency over the speedup): screened plans are timed minutes
-            # apart, and a plan's own median moves with the clocks and the load between them, the ratio does not
-            timed = TrialRecord.measured(ctx.measure(pruned.model, energy=False, screen=True),
-                                         self.baseline_latency_ms)
-            assert timed.latency_ms is not None
+            timed = self._timed(pruned.model)
             measured["latency_ms"] = timed.latency_ms
             record = TrialRecord.merged(record, timed.values_only())
         proxy = ctx.proxy(pruned.model, finetune_seed(s.seed, trial.number))
@@ -146,15 +161,32 @@ def first_cost(model: LatencyModel | None) -> Callable[[optuna.trial.FrozenTrial
     """A screened plan's first cost for promotion and the allocation model: its latency re-predicted by ``model``
     (the latest fit) from the features it was screened with, else its stored value.
 
-    A stored prediction is the fit of the round that screened the plan; round 1's is the dense latency scaled by
-    MACs, and on the bench's ResNet-20 (seed 4, 2026-12-04) it put the uniform 0.85 plan at 0.45 ms (measured:
-    7.2 ms) and the uniform 0.57 plan at 4.1 ms (12.3 ms), on the screened front for every later round.
+    A stored prediction is the fit of the round that screened the plan, fitted on fewer plans. A plan the latest
+    model does not cover (``LatencyModel.covers``) keeps its stored value: the plan was timed when it was screened,
+    as a plan the model does not cover is. (Until 2026-12-05 round 1's was the dense latency scaled by MACs, and on
+    the bench's ResNet-20, seed 4, it put the uniform 0.85 plan at 0.45 ms, measured 7.2 ms.)
     """
     def cost(trial: optuna.trial.FrozenTrial) -> float:
         features = TrialRecord.of(trial).cost_features if model is not None else None
-        return model.predict(tuple(features)) if model is not None and features else trial.values[1]
+        if model is not None and features and model.covers(tuple(features)):
+            return model.predict(tuple(features))
+        return trial.values[1]  # its own timing, or the prediction it was screened with
 
     return cost
+
+
+#: Where between the accuracy budget and dense's the allocation model also aims (``allocation_targets``).
+TARGET_SHARES = (1 / 3, 2 / 3)
+
+
+def allocation_targets(outlook: Outlook | None) -> tuple[float, ...]:
+    """The proxies the line reads as accuracies a third and two thirds of the way from the budget to dense's
+    (``TARGET_SHARES``): the allocation model proposes the cheapest plan it expects to reach each, besides those at
+    the budget (``moprune.search.allocate``)."""
+    if outlook is None or outlook.ceiling <= outlook.line.budget:
+        return ()
+    line = outlook.line
+    return tuple(line.proxy_at(line.budget + share * (outlook.ceiling - line.budget)) for share in TARGET_SHARES)
 
 
 def round_sizes(plans: int, rounds: int, fine_tunes: int) -> tuple[int, list[int]]:
@@ -231,7 +263,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
             n = min(per_round, s.plans - done)
             latency = "quick paired latency"
             if calibration is not None:
-                scorer.latency_model = calibration.fit(study)
+                scorer.latency_model = calibration.fit(study, screened)
                 latency = "latency model " + (scorer.latency_model.describe() if scorer.latency_model else "-")
             allocated = sum(1 for t in screened.get_trials(deepcopy=False, states=(TrialState.WAITING,))
                             if TrialRecord.of(t).proposer == "allocation")
@@ -261,7 +293,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
             room = queue_room(screened, min(per_round, s.plans - done - n), s.explore)
             if s.allocate and room > 0:
                 room -= queue_allocations(screened, ctx, min(room, int(round(per_round * s.allocate))), floor=aim,
-                                          seed=feedback_seed, cost=cost)
+                                          seed=feedback_seed, cost=cost, targets=allocation_targets(outlook))
             if s.neighbours and room > 0:
                 feed_back(study, screened, spec, per_plan=s.neighbours, seed=feedback_seed, limit=room)
     if finished_count(study) < target:

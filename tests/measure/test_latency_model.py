@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from moprune.measure import FEATURES, cost_features, fit_latency_model
+from moprune.measure.latency_model import MIN_POINTS
 
 
 def test_features_count_dense_and_depthwise_macs_apart_every_written_element_and_every_layer_run():
@@ -34,18 +35,33 @@ def test_the_fit_recovers_a_device_that_charges_depthwise_macs_more():
 
 
 def test_coefficients_never_go_negative_so_a_cheaper_plan_is_never_predicted_slower():
-    xs = [(1e6, 0.0, 1e5, 20), (5e5, 0.0, 9e4, 20), (2e5, 0.0, 1.1e5, 20), (7e5, 0.0, 1e5, 20)]  # noise says
-    # elements help
-    ys = [1.0, 0.55, 0.2, 0.7]
+    xs = [(1e6, 0.0, 1e5, 20), (5e5, 0.0, 9e4, 20), (2e5, 0.0, 1.1e5, 20), (7e5, 0.0, 1e5, 20),
+          (4e5, 0.0, 1.05e5, 20)]  # noise says elements help
+    ys = [1.0, 0.55, 0.2, 0.7, 0.38]
     model = fit_latency_model(xs, ys, dense=(xs[0], ys[0]))
+    assert model.points == MIN_POINTS
     assert all(c >= 0 for c in model.coefficients) and model.intercept >= 0
 
 
-def test_before_three_measured_plans_the_dense_latency_is_scaled_by_macs():
+def test_until_enough_plans_are_measured_the_model_vouches_for_no_plan_and_the_screen_times_them():
     dense = ((1e6, 2e5, 3e5, 40), 4.0)
-    model = fit_latency_model([dense[0]], [dense[1]], dense=dense)
-    assert model.points == 1 and model.predict((2.5e5, 9e9, 9e9, 9e9)) == pytest.approx(1.0)
-    assert "scaled by MACs" in model.describe()
+    xs = [dense[0], (5e5, 1e5, 1.5e5, 40), (2e5, 5e4, 1e5, 40), (7e5, 1.5e5, 2e5, 40)]
+    model = fit_latency_model(xs, [4.0, 2.1, 1.0, 2.9], dense=dense)
+    assert model.points == MIN_POINTS - 1
+    assert not model.covers(xs[1]) and not model.covers(dense[0])
+    assert "plans are timed" in model.describe()
+
+
+def test_the_model_vouches_only_for_plans_inside_the_range_it_was_fitted_on():
+    # five plans that drop no block (44 layers run): what dropping one saves is not in them, as the layers
+    # coefficient and the intercept trade freely
+    xs = [(1e7, 0.0, 1e5, 44), (8e6, 0.0, 9e4, 44), (6e6, 0.0, 8e4, 44), (4e6, 0.0, 7e4, 44), (2e6, 0.0, 5e4, 44)]
+    ys = [15.0, 13.5, 12.0, 10.4, 8.9]
+    model = fit_latency_model(xs, ys, dense=(xs[0], ys[0]))
+    assert model.covers((5e6, 0.0, 7.5e4, 44))  # between measured plans
+    assert model.covers((1.5e6, 0.0, 4.6e4, 44))  # a little past the cheapest (a tenth of the range)
+    assert not model.covers((5e6, 0.0, 7.5e4, 40))  # drops a block: no measured plan did
+    assert not model.covers((2e5, 0.0, 1e4, 44))  # far cheaper than any measured plan
 
 
 def test_a_fit_whose_free_intercept_would_be_negative_is_not_shifted_up():

@@ -75,6 +75,25 @@ def test_proposals_stay_near_the_accuracy_budget_and_skip_what_was_screened():
     assert np.all(logit(np.array([0.0, 1.0])) == logit(np.array([0.005, 0.995])))
 
 
+def test_a_target_above_the_budget_gets_the_cheapest_plan_expected_to_reach_it():
+    # aimed at the budget alone, every proposal would at best just meet it; the front a user wants is fast well
+    # above it
+    rng = random.Random(3)
+    grid = [round(0.1 * k, 6) for k in range(9)]
+    x = np.array([[rng.choice(grid) for _ in range(2)] for _ in range(30)])
+    proxy = 1 / (1 + np.exp(-(4.0 - 6.0 * x.sum(axis=1))))
+    cost = 10.0 - 5.0 * x.sum(axis=1)
+    plain = propose_allocations(x, proxy, cost, grid, count=3, floor=0.5, seen=set(), seed=0)
+    aimed = propose_allocations(x, proxy, cost, grid, count=3, floor=0.5, seen=set(), seed=0, targets=(0.9,))
+    assert all(a.predicted_proxy < 0.8 for a in plain[:2]), "without a target: near the budget only"
+    high = aimed[0]
+    assert high.predicted_proxy >= 0.9, "the first proposal reaches the target"
+    assert high.predicted_cost < 10.0 and sum(high.ratios) > 0, "and prunes what the target leaves room for"
+    assert aimed[1].predicted_proxy < 0.8, "and the budget still gets its plan"
+    assert propose_allocations(x, proxy, cost, grid, count=3, floor=0.5, seen=set(), seed=0, targets=(0.3,))[:2] \
+        == plain[:2], "a target under the budget's floor changes nothing"
+
+
 def test_blocks_are_units_of_two_settings_dropped_where_they_buy_cost_cheaply():
     """Block 0 saves much latency and costs the proxy little; block 1 saves little and costs much."""
     rng = random.Random(1)
