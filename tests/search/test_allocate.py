@@ -62,12 +62,16 @@ def test_no_proposals_before_there_is_something_per_unit_to_learn():
                                seed=0) == []
 
 
-def test_proposals_stay_near_the_accuracy_budget_and_skip_what_was_screened():
+def _two_units_alike() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """30 plans of two units that cost and matter alike: (ratios, proxies, costs, the ratio grid)."""
     rng = random.Random(3)
     grid = [round(0.1 * k, 6) for k in range(9)]
     x = np.array([[rng.choice(grid) for _ in range(2)] for _ in range(30)])
-    proxy = 1 / (1 + np.exp(-(4.0 - 6.0 * x.sum(axis=1))))
-    cost = 10.0 - 5.0 * x.sum(axis=1)
+    return x, 1 / (1 + np.exp(-(4.0 - 6.0 * x.sum(axis=1)))), 10.0 - 5.0 * x.sum(axis=1), grid
+
+
+def test_proposals_stay_near_the_accuracy_budget_and_skip_what_was_screened():
+    x, proxy, cost, grid = _two_units_alike()
     first = propose_allocations(x, proxy, cost, grid, count=2, floor=0.5, seen=set(), seed=0)
     assert first and all(a.predicted_proxy >= 0.4 for a in first[:1])
     again = propose_allocations(x, proxy, cost, grid, count=2, floor=0.5, seen={a.ratios for a in first}, seed=0)
@@ -78,11 +82,7 @@ def test_proposals_stay_near_the_accuracy_budget_and_skip_what_was_screened():
 def test_a_target_above_the_budget_gets_the_cheapest_plan_expected_to_reach_it():
     # aimed at the budget alone, every proposal would at best just meet it; the front a user wants is fast well
     # above it
-    rng = random.Random(3)
-    grid = [round(0.1 * k, 6) for k in range(9)]
-    x = np.array([[rng.choice(grid) for _ in range(2)] for _ in range(30)])
-    proxy = 1 / (1 + np.exp(-(4.0 - 6.0 * x.sum(axis=1))))
-    cost = 10.0 - 5.0 * x.sum(axis=1)
+    x, proxy, cost, grid = _two_units_alike()
     plain = propose_allocations(x, proxy, cost, grid, count=3, floor=0.5, seen=set(), seed=0)
     aimed = propose_allocations(x, proxy, cost, grid, count=3, floor=0.5, seen=set(), seed=0, targets=(0.9,))
     assert all(a.predicted_proxy < 0.8 for a in plain[:2]), "without a target: near the budget only"
