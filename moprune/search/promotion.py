@@ -28,6 +28,7 @@ above the floor.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -73,6 +74,18 @@ class Outlook:
     # expected gain) read the slow plans with the highest proxies above every fine-tuned plan (bench VGG seed 0: the
     # uniform 0.44 plan at 1.6x, screened at 0.994), and they won the promotions on accuracy no plan had reached
     ceiling: float = 1.0
+    # validation examples an accuracy is read on (0: unknown). A fine-tuned point stands on the front as its accuracy
+    # plus one standard error of that reading (``resolved``): a plan expected to beat it by less cannot be told from
+    # it. Without the margin the slow plans read at about the front's accuracy still had a sliver of expected gain
+    # from the upper half of their spread: on the bench's ResNet-20 (``--quick`` seed 4, 2026-12-05) four of the
+    # last six fine-tunes went to plans at 1.6-2.2x that a 2.27x plan fine-tuned in round 1 dominated (0.992)
+    examples: int = 0
+
+    def resolved(self, accuracy: float) -> float:
+        """``accuracy`` as a point of the front: plus one standard error of an accuracy read on ``examples``."""
+        if self.examples <= 0:
+            return accuracy
+        return accuracy + math.sqrt(max(accuracy * (1 - accuracy), 0.0) / self.examples)
 
     def gain(self, front: list[tuple[float, float]], point: tuple[float, float]) -> float:
         """Hypervolume (accuracy above the budget x cost below dense) that ``point`` adds to ``front``."""
@@ -109,7 +122,8 @@ class Outlook:
             if gains[best.number] <= 0:
                 break
             chosen.append(best)
-            front.append((min(self.line.accuracy(read(best, self.line)), self.ceiling), cost[best.number]))
+            front.append((self.resolved(min(self.line.accuracy(read(best, self.line)), self.ceiling)),
+                          cost[best.number]))
             pool.remove(best)
         return chosen
 
@@ -179,9 +193,11 @@ def probe(below: list[optuna.trial.FrozenTrial], outlook: Outlook, cost: dict[in
     return max(pool, key=lambda t: (read(t, line), -t.number))
 
 
-def outlook_of(study: optuna.Study, line: ProxyLine | None, cost: str, accuracy_at: int) -> Outlook | None:
+def outlook_of(study: optuna.Study, line: ProxyLine | None, cost: str, accuracy_at: int, examples: int = 0
+               ) -> Outlook | None:
     """The outlook of ``study`` on its first cost ``cost`` (``latency_ms``, ``macs`` or ``params``): None without a
-    line (no accuracy budget) or a dense baseline."""
+    line (no accuracy budget) or a dense baseline. ``examples``: the validation examples an accuracy is read on (the
+    front's points stand one standard error above their accuracy: ``Outlook.resolved``)."""
     base = baseline_of(study)
     if line is None or base is None:
         return None
@@ -191,7 +207,8 @@ def outlook_of(study: optuna.Study, line: ProxyLine | None, cost: str, accuracy_
         value = getattr(record, cost, None)
         if record.speedup and not record.rejected and value is not None and t.values[accuracy_at] >= line.budget:
             front.append((t.values[accuracy_at], float(value)))
-    return Outlook(line, tuple(front), float(getattr(base, cost)), ceiling=base.accuracy)
+    outlook = Outlook(line, (), float(getattr(base, cost)), ceiling=base.accuracy, examples=examples)
+    return dataclasses.replace(outlook, front=tuple((outlook.resolved(a), c) for a, c in front))
 
 
 def promoted(study: optuna.Study) -> set[int]:
@@ -218,7 +235,10 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     floor and the aim; the bench's ResNet-20 (``--quick`` seed 4) spent two of its eight searched fine-tunes on such
     plans (4.1-4.3x; 0.76 and 0.81 against a budget of 0.90). Before the ``final`` round that is all (one plan a
     round all the same): the rest of the quota waits for plans screened later (the caller carries it). In the final
-    round, and without an outlook, the rest goes to the plans at or above the ``floor``
+    round that is all too: what no screened plan is expected to add, the caller leaves to the sampler, which learns
+    from the fine-tuned trials (until 2026-12-05 the final round filled its quota by Pareto rank, and spent it on
+    slow plans that a faster fine-tuned plan of the same accuracy dominated). Without an outlook, the rest goes to
+    the plans at or above the ``floor``
     (the lowest proxy the budget may admit: ``ProxyLine.floor``) by Pareto rank on the proxy and the first cost
     (latency where the study has it): the trade-off the user deploys against, not the MACs beside it, which would
     put every plan that is cheap in MACs but slow on the device on the front too. Within a rank the picks are spread
@@ -260,7 +280,11 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     waits = outlook is not None and not final
 
     def more(limit: int) -> int:
-        """How many more to promote: up to ``limit`` in all, or while plans wait, one if none is chosen yet."""
+        """How many more to promote: up to ``limit`` in all without an outlook; with one, while plans wait, one if
+        none is chosen yet, and in the final round none (what the outlook expects to add nothing goes to the
+        sampler: ``moprune.search.screen.run_screened``)."""
+        if outlook is not None and final:
+            return 0
         if waits:
             return 0 if chosen or explorer is not None else 1
         return limit - len(chosen)

@@ -17,12 +17,13 @@ waits for the next round's plans. A screened plan's latency is re-predicted each
 (``first_cost``).
 A round's plans come first from the allocation model (``moprune.search.allocate``: what each unit's ratio does to
 the proxy and the cost, fitted on every plan screened so far, and the plans that trade them best near the accuracy
-budget and, room allowing, at accuracies between it and dense's: ``allocation_targets``), then neighbours of the fine-tuned front's plans, then the spec's sampler, which always has ``screen.explore``
-of the round (without that share the neighbours filled every round) and learns from the proxies
-and from where the budget lies: a plan whose proxy is below the line's aim is marked infeasible
-(``Trial.set_constraint``), or TPE and NSGA-II explore the fast end of the proxy x cost front, where every plan reads
-chance (bench MobileNetV2 seed 2, 2026-12-03: the sampler's 16 screened plans had proxies of 0.28-0.63, while every
-plan that met the budget after its fine-tune had screened at 0.82 or more).
+budget and, room allowing, at accuracies between it and dense's: ``allocation_targets``), then neighbours of the
+fine-tuned front's plans, then the spec's sampler, which always has ``screen.explore`` of the round (without that
+share the neighbours filled every round) and learns from the proxies and from where the budget lies: a plan whose
+proxy is below the line's aim is marked infeasible (``Trial.set_constraint``), or TPE and NSGA-II explore the fast
+end of the proxy x cost front, where every plan reads chance (bench MobileNetV2 seed 2, 2026-12-03: the sampler's 16
+screened plans had proxies of 0.28-0.63, while every plan that met the budget after its fine-tune had screened at
+0.82 or more).
 """
 
 from __future__ import annotations
@@ -145,8 +146,8 @@ def open_screen_study(spec: StudySpec, storage: optuna.storages.BaseStorage, sam
     return study
 
 
-def _calibrated(study: optuna.Study, screened: optuna.Study, proxies: ProxyCalibration, spec: StudySpec
-                ) -> tuple[ProxyLine | None, Outlook | None]:
+def _calibrated(study: optuna.Study, screened: optuna.Study, proxies: ProxyCalibration, spec: StudySpec,
+                examples: int = 0) -> tuple[ProxyLine | None, Outlook | None]:
     """The proxy line (its floor splits promotion, its aim steers the proposals) and the promotion outlook from the
     fine-tuned plans so far."""
     line = proxies.line(study, screened)
@@ -154,7 +155,7 @@ def _calibrated(study: optuna.Study, screened: optuna.Study, proxies: ProxyCalib
     if line is None or not costs:
         return line, None
     cost = "latency_ms" if costs[0] == PREDICTED else costs[0]
-    return line, outlook_of(study, line, cost, spec.objectives.index("accuracy"))
+    return line, outlook_of(study, line, cost, spec.objectives.index("accuracy"), examples=examples)
 
 
 def first_cost(model: LatencyModel | None) -> Callable[[optuna.trial.FrozenTrial], float]:
@@ -230,9 +231,10 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
     """Fine-tune until ``target`` trials count: the starting plans, then screen -> promote -> fine-tune rounds.
 
     ``run_until(n)`` runs fine-tuned trials (queued ones first) until ``n`` count. When the screen has nothing new
-    to promote (every screened plan promoted, or the screening budget spent and promoted), the spec's sampler
-    proposes the remaining fine-tuned trials as without screening. ``baseline_latency_ms`` (the study's dense
-    latency) turns the paired speedup of a plan the screen times (``screen.latency: measure``) into its latency.
+    to promote (every screened plan promoted, or the screening budget spent and no plan left that is expected to add
+    to the fine-tuned front), the spec's sampler proposes the remaining fine-tuned trials as without screening.
+    ``baseline_latency_ms`` (the study's dense latency) turns the paired speedup of a plan the screen times
+    (``screen.latency: measure``) into its latency.
     """
     from .loop import finished_count
 
@@ -250,7 +252,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
     proxies = ProxyCalibration(ctx)
     feedback_seed = spec.seed
     # promotion splits the screened plans at the line's floor; the allocation model and the sampler aim at its aim
-    line, outlook = _calibrated(study, screened, proxies, spec)
+    line, outlook = _calibrated(study, screened, proxies, spec, len(ctx.data.val))
     round_no, carried = 0, 0
     while finished_count(study) < target:
         floor, aim = (line.floor, line.aim) if line is not None else (None, None)
@@ -279,14 +281,16 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
                          probing=s.probe, cost=cost, final=not more)
         carried = quota - len(chosen) if more else 0
         if not chosen and not more:
-            log.info("nothing new to promote from the screen; the sampler proposes the remaining trials")
+            log.info("no screened plan left that is expected to add to the fine-tuned front; the sampler proposes "
+                     "the remaining trials")
             break
         if chosen:
             log.info("promoting screened plan(s) %s (expected gain to the fine-tuned front, then Pareto rank on %s)%s",
                      ", ".join(map(str, chosen)), " x ".join(screen_objectives(spec)[:2]),
                      f"; {carried} promotion(s) wait for the next round's plans" if carried else "")
             run_until(finished_count(study) + len(chosen))
-            line, outlook = _calibrated(study, screened, proxies, spec)  # refitted with the plans just fine-tuned
+            # refitted with the plans just fine-tuned
+            line, outlook = _calibrated(study, screened, proxies, spec, len(ctx.data.val))
             floor, aim = (line.floor, line.aim) if line is not None else (None, None)
         if more:  # what the next round screens first: the allocation model's plans, then neighbours
             feedback_seed += 1

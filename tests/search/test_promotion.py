@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -45,8 +46,10 @@ def test_plans_in_the_fronts_gap_are_promoted_and_plans_it_dominates_are_not():
     assert outlook.gain(list(FRONT), (0.93, 1.5)) == pytest.approx((3.0 - 1.5) * 0.03)
     study = optuna.create_study(directions=["maximize", "minimize"])
     assert promote(screened, study, 2, outlook=outlook) == [1, 3], "the gap first, each pick joining the front"
-    # nothing left adds to the front: the rest by Pareto rank on the screened values, as without an outlook
-    assert sorted(promote(screened, study, 2, outlook=outlook)) == [0, 2]
+    # nothing left adds to the front: nothing more is promoted (the sampler proposes the rest), while without an
+    # outlook the rest go by Pareto rank on the screened values
+    assert promote(screened, study, 2, outlook=outlook) == []
+    assert sorted(promote(screened, study, 2)) == [0, 2]
 
 
 def test_before_the_last_round_a_plan_expected_to_add_nothing_waits_for_later_plans():
@@ -58,8 +61,8 @@ def test_before_the_last_round_a_plan_expected_to_add_nothing_waits_for_later_pl
     early = optuna.create_study(directions=["maximize", "minimize"])
     assert promote(screened, early, 4, floor=LINE.floor, outlook=outlook, final=False) == [1, 3]
     last = optuna.create_study(directions=["maximize", "minimize"])
-    assert promote(screened, last, 4, floor=LINE.floor, outlook=outlook)[:2] == [1, 3]
-    assert len(last.trials) == 4, "the last round fills its quota: n_trials counts fine-tunes"
+    assert promote(screened, last, 4, floor=LINE.floor, outlook=outlook) == [1, 3], \
+        "nor in the last round: what is expected to add nothing is left to the sampler"
     nothing = _screened([(0.99, 6.0), (0.85, 1.0)])
     alone = optuna.create_study(directions=["maximize", "minimize"])
     assert promote(nothing, alone, 2, floor=LINE.floor, outlook=outlook, final=False) == [0], \
@@ -82,7 +85,10 @@ def test_a_plan_read_just_under_the_budget_is_weighed_by_the_chance_that_it_meet
     assert wide.pick(screened.get_trials(), 1) == screened.get_trials()
     narrow = Outlook(LINE, FRONT, worst_cost=10.0)
     assert narrow.pick(screened.get_trials(), 1) == []
-    assert promote(screened, study, 1, outlook=narrow) == [0], "still promoted by rank when nothing else is left"
+    assert promote(screened, study, 1, outlook=narrow, final=False) == [0], \
+        "before the last round one a round all the same, so the line learns"
+    assert promote(screened, optuna.create_study(directions=["maximize", "minimize"]), 1, outlook=narrow) == [], \
+        "in the last round the sampler proposes instead"
 
 
 def test_one_promotion_a_round_tests_an_untested_floor_with_the_fastest_plan_in_its_upper_half():
@@ -102,8 +108,8 @@ def test_one_promotion_a_round_tests_an_untested_floor_with_the_fastest_plan_in_
     assert promote(screened, alone, 1, floor=line.floor, outlook=outlook, probing=True) == [0], \
         "a round of one is not spent on it"
     off = optuna.create_study(directions=["maximize", "minimize"])
-    assert promote(screened, off, 2, floor=line.floor, outlook=outlook) == [0, 2], \
-        "not probing (the default): under the floor only when nothing above is left, highest proxy first"
+    assert promote(screened, off, 2, floor=line.floor, outlook=outlook) == [0], \
+        "not probing (the default): nothing under the floor in the last round (the sampler proposes the rest)"
 
 
 def test_with_no_plan_in_the_upper_half_the_highest_proxy_is_probed_and_a_narrow_interval_is_not():
@@ -155,7 +161,25 @@ def test_a_fast_plan_under_the_floor_is_not_promoted_for_its_expected_gain():
         study = optuna.create_study(directions=["maximize", "minimize"])
         assert promote(screened, study, 1, floor=line.floor, outlook=outlook, final=final) == [0]
     study = optuna.create_study(directions=["maximize", "minimize"])
-    assert promote(screened, study, 2, floor=line.floor, outlook=outlook) == [0, 1], "the last round's quota is spent"
+    assert promote(screened, study, 2, floor=line.floor, outlook=outlook) == [0], \
+        "nor in the last round: its quota left to the sampler"
+
+
+def test_a_plan_expected_to_beat_the_front_by_less_than_an_accuracy_can_tell_gains_nothing():
+    """Bench ResNet-20 ``--quick`` seed 4 (2026-12-05): four of the last six fine-tunes went to plans at 1.6-2.2x
+    that a 2.27x plan at 0.992 (fine-tuned in round 1) dominated, for the sliver of their spread above it. Read on
+    360 validation examples, an accuracy of 0.992 is +-0.005 (one standard error)."""
+    line = ProxyLine(1.0, 0.0, 0.01, floor=0.9, budget=0.9)
+    blunt = Outlook(line, ((0.992, 6.4),), worst_cost=14.6, ceiling=0.994)
+    sharp = dataclasses.replace(blunt, examples=360)
+    resolved = sharp.resolved(0.992)
+    assert resolved == pytest.approx(0.992 + (0.992 * 0.008 / 360) ** 0.5)
+    slow = (0.993, 8.9)  # read a little above the front's plan, slower
+    assert blunt.expected_gain(list(blunt.front), *slow) > 0
+    sharp = dataclasses.replace(sharp, front=((resolved, 6.4),))
+    assert sharp.expected_gain(list(sharp.front), *slow) == 0.0
+    fast = (0.95, 3.0)  # in the front's gap at the fast end: gains as before
+    assert sharp.expected_gain(list(sharp.front), *fast) > 0
 
 
 def test_the_spread_widens_away_from_the_fine_tuned_proxies():
@@ -176,7 +200,8 @@ def test_a_round_keeps_its_quota_for_later_plans_rather_than_fine_tune_one_far_u
     early = optuna.create_study(directions=["maximize", "minimize"])
     assert promote(screened, early, 3, floor=line.floor, outlook=outlook, final=False) == [0]
     last = optuna.create_study(directions=["maximize", "minimize"])
-    assert sorted(promote(screened, last, 3, floor=line.floor, outlook=outlook)) == [0, 1, 2]
+    assert promote(screened, last, 3, floor=line.floor, outlook=outlook) == [0], \
+        "nor in the last round: the sampler proposes the rest"
     alone = optuna.create_study(directions=["maximize", "minimize"])
     assert promote(_screened([(0.28, 0.5)]), alone, 2, floor=line.floor, outlook=outlook, final=False) == [0], \
         "one a round all the same, so the line learns"
