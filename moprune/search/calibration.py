@@ -67,8 +67,7 @@ class LatencyCalibration:
             xs.append(self.features[number])
             ys.append(base.latency_ms / record.speedup)
         for record in _timed(screened):
-            assert record.cost_features is not None and record.speedup
-            xs.append(tuple(record.cost_features))
+            xs.append(tuple(record.cost_features or ()))
             ys.append(base.latency_ms / record.speedup)
         return fit_latency_model(xs, ys, dense=(self.dense, base.latency_ms))
 

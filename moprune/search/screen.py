@@ -146,8 +146,8 @@ def open_screen_study(spec: StudySpec, storage: optuna.storages.BaseStorage, sam
     return study
 
 
-def _calibrated(study: optuna.Study, screened: optuna.Study, proxies: ProxyCalibration, spec: StudySpec,
-                examples: int = 0) -> tuple[ProxyLine | None, Outlook | None]:
+def _calibrated(study: optuna.Study, screened: optuna.Study, proxies: ProxyCalibration, spec: StudySpec
+                ) -> tuple[ProxyLine | None, Outlook | None]:
     """The proxy line (its floor splits promotion, its aim steers the proposals) and the promotion outlook from the
     fine-tuned plans so far."""
     line = proxies.line(study, screened)
@@ -155,7 +155,8 @@ def _calibrated(study: optuna.Study, screened: optuna.Study, proxies: ProxyCalib
     if line is None or not costs:
         return line, None
     cost = "latency_ms" if costs[0] == PREDICTED else costs[0]
-    return line, outlook_of(study, line, cost, spec.objectives.index("accuracy"), examples=examples)
+    return line, outlook_of(study, line, cost, spec.objectives.index("accuracy"),
+                            examples=len(proxies.ctx.data.val))
 
 
 def first_cost(model: LatencyModel | None) -> Callable[[optuna.trial.FrozenTrial], float]:
@@ -252,7 +253,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
     proxies = ProxyCalibration(ctx)
     feedback_seed = spec.seed
     # promotion splits the screened plans at the line's floor; the allocation model and the sampler aim at its aim
-    line, outlook = _calibrated(study, screened, proxies, spec, len(ctx.data.val))
+    line, outlook = _calibrated(study, screened, proxies, spec)
     round_no, carried = 0, 0
     while finished_count(study) < target:
         floor, aim = (line.floor, line.aim) if line is not None else (None, None)
@@ -290,7 +291,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
                      f"; {carried} promotion(s) wait for the next round's plans" if carried else "")
             run_until(finished_count(study) + len(chosen))
             # refitted with the plans just fine-tuned
-            line, outlook = _calibrated(study, screened, proxies, spec, len(ctx.data.val))
+            line, outlook = _calibrated(study, screened, proxies, spec)
             floor, aim = (line.floor, line.aim) if line is not None else (None, None)
         if more:  # what the next round screens first: the allocation model's plans, then neighbours
             feedback_seed += 1
