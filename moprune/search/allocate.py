@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,9 +150,10 @@ MIN_VARIED = 6
 def propose_allocations(ratios: np.ndarray, proxies: np.ndarray, costs: np.ndarray, grid: Sequence[float], *,
                         count: int, floor: float | None, seen: set[tuple[float, ...]], seed: int,
                         span: float | None = None, drops: np.ndarray | None = None,
-                        targets: Sequence[float] = ()) -> list[Allocation]:
-    """Up to ``count`` new plans: half on the fitted front where the accuracy budget binds (and at each of the
-    higher ``targets``), half their neighbours.
+                        pick: Callable[[list[Allocation], int], list[Allocation]] | None = None
+                        ) -> list[Allocation]:
+    """Up to ``count`` new plans: half on the fitted front (those ``pick`` chooses, then where the accuracy budget
+    binds), half their neighbours.
 
     ``ratios`` (plans x units), ``proxies`` and ``costs`` are the screened plans so far; ``drops`` (plans x blocks,
     0/1) which residual blocks each dropped, a unit of two settings each; ``grid`` the ratios a unit may take;
@@ -163,12 +164,14 @@ def propose_allocations(ratios: np.ndarray, proxies: np.ndarray, costs: np.ndarr
     the same reason a proposal drops at most one block more than any screened plan that reaches the floor
     (``_most_dropped``). ``seen`` plans (``Allocation.key``), already screened or queued, are skipped.
 
-    ``targets``: proxies above the floor (the line's readings of accuracies between the budget and dense's) at which
-    the front's plan (the cheapest predicted to reach each) is proposed too. Aimed at the budget alone, every plan
-    the model proposed would, at best, just meet it: on the bench's ResNet-20 (full budget, seed 2, 2026-12-05)
-    its 24 plans screened at proxies of 0.24-0.75, the two it promoted gave 0.73 and 0.76 against a budget of 0.89,
-    and none reached the fine-tuned front, while the front a user wants is fast at an accuracy well above the budget
-    (the sampler's best there: 3.5x at 0.985).
+    ``pick(plans, k)``: up to ``k`` of the model's front plans, those expected to add most to the fine-tuned front
+    (``moprune.search.promotion.Outlook.pick_points`` on their predicted proxy and cost): where the front gains most is
+    where a plan is worth screening. Aimed at the budget alone, every plan the model proposed would, at best, just
+    meet it: on the bench's ResNet-20 (full budget, seed 2, 2026-12-05) its 24 plans screened at proxies of
+    0.24-0.75, the two it promoted gave 0.73 and 0.76 against a budget of 0.89, and none reached the fine-tuned
+    front, while the front a user wants is fast at an accuracy well above the budget (the sampler's best there:
+    3.5x at 0.985). Aimed also at two fixed accuracies between the budget and dense's (2026-12-05), it proposed
+    one plan a round at each, whatever the front already held there.
     """
     x = np.asarray(ratios, dtype=float)
     p = np.asarray(proxies, dtype=float)
@@ -205,11 +208,7 @@ def propose_allocations(ratios: np.ndarray, proxies: np.ndarray, costs: np.ndarr
             candidates[a.key] = a
     pool = [a for a in candidates.values() if a.key not in seen]
     wanted = max(1, count // 2 + count % 2)
-    on_front = []
-    for target in sorted({t for t in targets if floor is None or t > floor}, reverse=True)[:wanted - 1]:
-        reach = [a for a in pool if a.predicted_proxy >= target and a not in on_front]
-        if reach:  # the cheapest plan the model expects to reach the target
-            on_front.append(min(reach, key=lambda a: (a.predicted_cost, -a.predicted_proxy)))
+    on_front = list(pick(pool, wanted)) if pick is not None else []
     if floor is not None:  # where the budget binds: predicted just above it, and a little below (the fit errs)
         near = [a for a in pool if floor - 0.05 <= a.predicted_proxy <= floor + 0.15]
         pool = near or sorted(pool, key=lambda a: abs(a.predicted_proxy - floor))[:1]

@@ -111,19 +111,27 @@ class Outlook:
 
     def pick(self, trials: list[optuna.trial.FrozenTrial], count: int, cost: dict[int, float] | None = None
              ) -> list[optuna.trial.FrozenTrial]:
-        """Up to ``count`` of ``trials`` (screened: proxy, first cost), greedily by expected hypervolume gain; each
-        pick joins the front at the line's reading (at most dense's) before the next is weighed. ``cost``: each
-        trial's first cost by number (default its stored value)."""
+        """Up to ``count`` of ``trials`` (screened: proxy, first cost), greedily by expected hypervolume gain
+        (``pick_points``). ``cost``: each trial's first cost by number (default its stored value)."""
         cost = cost or stored_costs(trials)
-        front, chosen, pool = list(self.front), [], list(trials)
+        chosen = self.pick_points([read(t, self.line) for t in trials], [cost[t.number] for t in trials], count)
+        return [trials[i] for i in chosen]
+
+    def pick_points(self, readings: list[float], costs: list[float], count: int) -> list[int]:
+        """Indices of up to ``count`` plans, each a proxy as the line reads it (``read``) and a first cost, greedily
+        by expected hypervolume gain: each pick joins the front at the line's reading (at most dense's, plus the
+        resolution margin) before the next is weighed, so two plans alike are not both chosen for the same gap.
+        Ties go to the earlier plan. Promotion weighs screened plans with it, and the allocation model the plans its
+        fit proposes (``moprune.search.proposals.queue_allocations``)."""
+        front, chosen = list(self.front), []
+        pool = list(range(len(readings)))
         while pool and len(chosen) < count:
-            gains = {t.number: self.expected_gain(front, read(t, self.line), cost[t.number]) for t in pool}
-            best = max(pool, key=lambda t: (gains[t.number], -t.number))
-            if gains[best.number] <= 0:
+            gains = {i: self.expected_gain(front, readings[i], costs[i]) for i in pool}
+            best = max(pool, key=lambda i: (gains[i], -i))
+            if gains[best] <= 0:
                 break
             chosen.append(best)
-            front.append((self.resolved(min(self.line.accuracy(read(best, self.line)), self.ceiling)),
-                          cost[best.number]))
+            front.append((self.resolved(min(self.line.accuracy(readings[best]), self.ceiling)), costs[best]))
             pool.remove(best)
         return chosen
 

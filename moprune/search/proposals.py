@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import TrialState
@@ -17,7 +18,11 @@ from ..pruning import DROP_PARAM, GLOBAL_PARAM, drop_key, nearest_params, plan_p
 from ..record import TrialRecord
 from ..spec import StudySpec
 from .context import StudyContext
+from .promotion import Outlook
 from .study import coarse_to_fine
+
+if TYPE_CHECKING:
+    from .allocate import Allocation
 
 
 def queue_sweeps(screened: optuna.Study, ctx: StudyContext) -> int:
@@ -59,11 +64,13 @@ def block_drops(ctx: StudyContext, plan: dict[str, float]) -> tuple[int, ...]:
 
 def queue_allocations(screened: optuna.Study, ctx: StudyContext, count: int, *, floor: float | None, seed: int,
                       cost: Callable[[optuna.trial.FrozenTrial], float] | None = None,
-                      targets: tuple[float, ...] = ()) -> int:
-    """Queue up to ``count`` plans the additive allocation model (``moprune.search.allocate``) puts on its front
-    near the accuracy budget (``floor``, in proxy units) and at the higher proxies ``targets``, and a neighbour of
-    each, to be screened next. Its units are the search units' ratios and the droppable blocks; ``cost(trial)`` a
-    screened plan's first cost (default the stored value)."""
+                      outlook: Outlook | None = None) -> int:
+    """Queue up to ``count`` plans the additive allocation model (``moprune.search.allocate``) puts on its front,
+    and a neighbour of each, to be screened next: with an ``outlook`` (the proxy line and the fine-tuned front)
+    those it expects to add most to the fine-tuned front, as promotion weighs a screened plan (``Outlook.pick_points``
+    on the model's predicted proxy, read with the line's shift per dropped block, and predicted cost), then those
+    near the accuracy budget (``floor``, in proxy units). Its units are the search units' ratios and the droppable
+    blocks; ``cost(trial)`` a screened plan's first cost (default the stored value), the model's cost."""
     import numpy as np
 
     from .allocate import propose_allocations
@@ -86,7 +93,7 @@ def queue_allocations(screened: optuna.Study, ctx: StudyContext, count: int, *, 
     step = r.step or 0.05
     grid = [round(min(r.low + step * k, r.high), 6) for k in range(int(round((r.high - r.low) / step)) + 1)]
     proposals = propose_allocations(np.array(rows), np.array(proxies), np.array(costs), grid, count=count,
-                                    floor=floor, targets=targets, seen=seen, seed=seed,
+                                    floor=floor, pick=_gain_pick(outlook), seen=seen, seed=seed,
                                     span=spec.prune.offset_max or None,
                                     drops=np.array(drops, dtype=float).reshape(len(rows), len(ctx.blocks)))
     for a in proposals:
@@ -95,6 +102,20 @@ def queue_allocations(screened: optuna.Study, ctx: StudyContext, count: int, *, 
         params = nearest_params(ctx.units, spec.prune, sum(a.ratios) / len(a.ratios), plan, blocks=ctx.blocks)
         screened.enqueue_trial(params, user_attrs=TrialRecord(fixed_plan=plan, proposer="allocation").attrs())
     return len(proposals)
+
+
+def _gain_pick(outlook: Outlook | None) -> Callable[[list[Allocation], int], list[Allocation]] | None:
+    """The allocation model's pick: its front plans by the hypervolume they are expected to add (None without an
+    outlook)."""
+    if outlook is None:
+        return None
+    line = outlook.line
+
+    def pick(plans: list[Allocation], count: int) -> list[Allocation]:
+        readings = [line.adjusted(a.predicted_proxy, sum(a.drops)) for a in plans]
+        return [plans[i] for i in outlook.pick_points(readings, [a.predicted_cost for a in plans], count)]
+
+    return pick
 
 
 def feed_back(study: optuna.Study, screened: optuna.Study, spec: StudySpec, *, per_plan: int, seed: int,

@@ -16,14 +16,14 @@ and fine-tunes them in the main study; a round's quota that only plans far under
 waits for the next round's plans. A screened plan's latency is re-predicted each round by the model refitted since
 (``first_cost``).
 A round's plans come first from the allocation model (``moprune.search.allocate``: what each unit's ratio does to
-the proxy and the cost, fitted on every plan screened so far, and the plans that trade them best near the accuracy
-budget and, room allowing, at accuracies between it and dense's: ``allocation_targets``), then neighbours of the
-fine-tuned front's plans, then the spec's sampler, which always has ``screen.explore`` of the round (without that
-share the neighbours filled every round) and learns from the proxies and from where the budget lies: a plan whose
-proxy is below the line's aim is marked infeasible (``Trial.set_constraint``), or TPE and NSGA-II explore the fast
-end of the proxy x cost front, where every plan reads chance (bench MobileNetV2 seed 2, 2026-12-03: the sampler's 16
-screened plans had proxies of 0.28-0.63, while every plan that met the budget after its fine-tune had screened at
-0.82 or more).
+the proxy and the cost, fitted on every plan screened so far, and of the plans that trade them best those expected
+to add most to the fine-tuned front, as promotion weighs a screened plan, then those near the accuracy budget), then
+neighbours of the fine-tuned front's plans, then the spec's sampler, which always has ``screen.explore`` of the
+round (without that share the neighbours filled every round) and learns from the proxies and from where the budget
+lies: a plan whose proxy is below the line's aim is marked infeasible (``Trial.set_constraint``), or TPE and NSGA-II
+explore the fast end of the proxy x cost front, where every plan reads chance (bench MobileNetV2 seed 2, 2026-12-03:
+the sampler's 16 screened plans had proxies of 0.28-0.63, while every plan that met the budget after its fine-tune
+had screened at 0.82 or more).
 """
 
 from __future__ import annotations
@@ -177,20 +177,6 @@ def first_cost(model: LatencyModel | None) -> Callable[[optuna.trial.FrozenTrial
     return cost
 
 
-#: Where between the accuracy budget and dense's the allocation model also aims (``allocation_targets``).
-TARGET_SHARES = (1 / 3, 2 / 3)
-
-
-def allocation_targets(outlook: Outlook | None) -> tuple[float, ...]:
-    """The proxies the line reads as accuracies a third and two thirds of the way from the budget to dense's
-    (``TARGET_SHARES``): the allocation model proposes the cheapest plan it expects to reach each, besides those at
-    the budget (``moprune.search.allocate``)."""
-    if outlook is None or outlook.ceiling <= outlook.line.budget:
-        return ()
-    line = outlook.line
-    return tuple(line.proxy_at(line.budget + share * (outlook.ceiling - line.budget)) for share in TARGET_SHARES)
-
-
 def round_sizes(plans: int, rounds: int, fine_tunes: int) -> tuple[int, list[int]]:
     """(plans screened per round, plans promoted in each round).
 
@@ -298,7 +284,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
             room = queue_room(screened, min(per_round, s.plans - done - n), s.explore)
             if s.allocate and room > 0:
                 room -= queue_allocations(screened, ctx, min(room, int(round(per_round * s.allocate))), floor=aim,
-                                          seed=feedback_seed, cost=cost, targets=allocation_targets(outlook))
+                                          seed=feedback_seed, cost=cost, outlook=outlook)
             if s.neighbours and room > 0:
                 feed_back(study, screened, spec, per_plan=s.neighbours, seed=feedback_seed, limit=room)
     if finished_count(study) < target:

@@ -8,6 +8,8 @@ import random
 import numpy as np
 
 from moprune.search.allocate import fit_additive, lagrangian_plans, logit, propose_allocations
+from moprune.search.promotion import Outlook
+from moprune.search.proxy_line import ProxyLine
 
 
 def test_an_additive_fit_recovers_each_units_curve():
@@ -79,19 +81,39 @@ def test_proposals_stay_near_the_accuracy_budget_and_skip_what_was_screened():
     assert np.all(logit(np.array([0.0, 1.0])) == logit(np.array([0.005, 0.995])))
 
 
-def test_a_target_above_the_budget_gets_the_cheapest_plan_expected_to_reach_it():
+def _gain_picker(outlook: Outlook):
+    """The pick the screen gives the model (``moprune.search.proposals``): its plans by expected hypervolume gain."""
+    return lambda plans, k: [plans[i] for i in outlook.pick_points([a.predicted_proxy for a in plans],
+                                                                    [a.predicted_cost for a in plans], k)]
+
+
+def test_with_an_outlook_the_proposals_go_where_the_fine_tuned_front_gains_most():
     # aimed at the budget alone, every proposal would at best just meet it; the front a user wants is fast well
-    # above it
-    x, proxy, cost, grid = _two_units_alike()
-    plain = propose_allocations(x, proxy, cost, grid, count=3, floor=0.5, seen=set(), seed=0)
-    aimed = propose_allocations(x, proxy, cost, grid, count=3, floor=0.5, seen=set(), seed=0, targets=(0.9,))
-    assert all(a.predicted_proxy < 0.8 for a in plain[:2]), "without a target: near the budget only"
-    high = aimed[0]
-    assert high.predicted_proxy >= 0.9, "the first proposal reaches the target"
-    assert high.predicted_cost < 10.0 and sum(high.ratios) > 0, "and prunes what the target leaves room for"
-    assert aimed[1].predicted_proxy < 0.8, "and the budget still gets its plan"
-    assert propose_allocations(x, proxy, cost, grid, count=3, floor=0.5, seen=set(), seed=0, targets=(0.3,))[:2] \
-        == plain[:2], "a target under the budget's floor changes nothing"
+    # above it, and where it lacks plans depends on what was fine-tuned. Two units whose damage grows with the
+    # square of their ratio: the model's front has a plan at every trade-off
+    rng = random.Random(3)
+    grid = [round(0.1 * k, 6) for k in range(9)]
+    x = np.array([[rng.choice(grid) for _ in range(2)] for _ in range(30)])
+    proxy = 1 / (1 + np.exp(-(4.0 - 8.0 * x[:, 0] ** 2 - 5.0 * x[:, 1] ** 2)))
+    cost = 10.0 - 4.0 * x[:, 0] - 3.0 * x[:, 1]
+    line = ProxyLine(slope=1.0, intercept=0.0, spread=0.02, floor=0.5, budget=0.5)
+
+    def proposed(outlook: Outlook | None) -> list:
+        return propose_allocations(x, proxy, cost, grid, count=2, floor=0.5, seen=set(), seed=0,
+                                   pick=_gain_picker(outlook) if outlook else None)
+
+    plain = proposed(None)
+    assert 0.45 <= plain[0].predicted_proxy <= 0.65, "without an outlook: where the budget binds"
+    slow = Outlook(line, ((0.95, 9.9),), worst_cost=10.0, ceiling=0.99)
+    aimed = proposed(slow)
+    assert aimed[0].ratios == (0.4, 0.4), "the largest box under a front that holds only a slow plan"
+    assert 0.85 < aimed[0].predicted_proxy < 0.9 and aimed[0].predicted_cost < 7.5
+    assert aimed[1] != aimed[0] and sum(abs(a - b) for a, b in zip(aimed[1].ratios, aimed[0].ratios)) <= 0.1 + 1e-9, \
+        "and a neighbour of it"
+    held = Outlook(line, ((0.95, 9.9), (0.85, 7.0)), worst_cost=10.0, ceiling=0.99)
+    assert proposed(held)[0].ratios == (0.3, 0.3), "a front that holds 0.85 at 7.0 lacks accuracy above it"
+    full = Outlook(line, ((0.99, 0.5),), worst_cost=10.0, ceiling=0.99)
+    assert proposed(full) == plain, "a front nothing proposed can add to: the budget's plans, as without an outlook"
 
 
 def test_blocks_are_units_of_two_settings_dropped_where_they_buy_cost_cheaply():
