@@ -46,6 +46,10 @@ from .proxy_line import ProxyLine
 
 log = logging.getLogger(__name__)
 
+#: Fine-tuned plans (dense among them) the proxy line must rest on before a round promotes only what is expected to
+#: add: with fewer, one a round all the same (``promote``).
+LEARNING_POINTS = 4
+
 #: Proxy interval under the floor narrower than this is not probed: the fine-tune's own seed noise is about as wide.
 MIN_PROBE_GAP = 0.02
 
@@ -231,7 +235,7 @@ def _plan_key(trial: optuna.trial.FrozenTrial) -> str:
 
 def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: float | None = None,
             outlook: Outlook | None = None, probing: bool = False,
-            cost: Callable[[optuna.trial.FrozenTrial], float] | None = None, final: bool = True) -> list[int]:
+            cost: Callable[[optuna.trial.FrozenTrial], float] | None = None) -> list[int]:
     """Queue up to ``count`` of the best screened plans not yet promoted into ``study``.
 
     With an ``outlook`` (the proxy line and the fine-tuned front), first the plans at or above the ``floor`` whose
@@ -241,20 +245,22 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     area they would add. Over the fourteen bench runs of 2026-12-04/05 (42 studies, ``bench/proxy_line.py``), 2 of
     the 38 fine-tuned plans the line (as of 2026-12-05) puts under the floor met the budget, 29 of 61 between the
     floor and the aim; the bench's ResNet-20 (``--quick`` seed 4) spent two of its eight searched fine-tunes on such
-    plans (4.1-4.3x; 0.76 and 0.81 against a budget of 0.90). Before the ``final`` round that is all (one plan a
-    round all the same): the rest of the quota waits for plans screened later (the caller carries it). In the final
-    round that is all too: what no screened plan is expected to add, the caller leaves to the sampler, which learns
-    from the fine-tuned trials (until 2026-12-05 the final round filled its quota by Pareto rank, and spent it on
-    slow plans that a faster fine-tuned plan of the same accuracy dominated). Without an outlook, the rest goes to
-    the plans at or above the ``floor``
-    (the lowest proxy the budget may admit: ``ProxyLine.floor``) by Pareto rank on the proxy and the first cost
+    plans (4.1-4.3x; 0.76 and 0.81 against a budget of 0.90). With an outlook that is all: before the last round
+    the rest of the quota waits for plans screened later (the caller carries it), and in the last round what no
+    screened plan is expected to add, the caller leaves to the sampler, which learns from the fine-tuned trials.
+    Until 2026-12-05 the last round filled its quota by Pareto rank, and spent it on slow plans that a faster
+    fine-tuned plan of the same accuracy dominated; and each earlier round promoted one plan all the same when none
+    was expected to add (so that the line kept learning), which on the bench's ResNet-20 (``--quick`` seed 4) went to
+    the global 0.85 plan and a neighbour screened at 0.44 and 0.58: 0.70 and 0.86 against a budget of 0.90. Now that
+    happens only while the line rests on fewer than ``LEARNING_POINTS`` plans (the first the line puts within reach
+    of the budget, ``within_reach``, or the highest under the floor), and then in any round. Twins of
+    a promoted plan (``distinct``) are not weighed. Without an outlook, the plans at or above the ``floor`` (the
+    lowest proxy the budget may admit: ``ProxyLine.floor``) go by Pareto rank on the proxy and the first cost
     (latency where the study has it): the trade-off the user deploys against, not the MACs beside it, which would
     put every plan that is cheap in MACs but slow on the device on the front too. Within a rank the picks are spread
     evenly along the front by that cost, so one round does not promote near-duplicates. Plans under the floor come
-    last, highest proxy first (when one plan a round is all that is promoted before the final round, the first one
-    the line puts within reach of the budget, ``within_reach``, or the highest: the line keeps learning). Round 1 of
-    the bench's ResNet-20 (seed 4) once fine-tuned the uniform 0.85 plan, screened at 0.28, because nothing else had
-    been screened yet.
+    last, highest proxy first. Round 1 of the bench's ResNet-20 (seed 4) once fine-tuned the uniform 0.85 plan,
+    screened at 0.28, because nothing else had been screened yet.
 
     ``cost(trial)`` is a screened plan's first cost (default: its stored value; the screen re-predicts a latency with
     the model refitted since it was screened). With ``probing``, an outlook and room for two or more, one plan under
@@ -269,6 +275,8 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     if not fresh or count <= 0:
         return []
     costs = stored_costs(fresh) if cost is None else {t.number: cost(t) for t in fresh}
+    anchors = [(t.values[0], t.values[1] if cost is None else cost(t)) for t in done if t.number in taken]
+    fresh = distinct(fresh, anchors, costs)
     line = outlook.line if outlook is not None else None
     explorer = explore_depth(fresh, line) if count >= 2 else None
     if explorer is not None:
@@ -283,19 +291,20 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
     pool = [t for t in fresh if t is not tester]
     # only plans at or above the floor are weighed by their expected gain (``Outlook.pick``): see ``promote``
     chosen = outlook.pick([t for t in pool if t not in below], room, costs) if outlook is not None else []
-    # before the last round a plan the line expects to add nothing waits (one a round all the same): the next
-    # round's plans, proposed knowing more fine-tuned plans, may add to the front where these cannot
-    waits = outlook is not None and not final
+    # before the last round a plan the line expects to add nothing waits: the next round's plans, proposed knowing
+    # more fine-tuned plans, may add to the front where these cannot
+
+    # while the line rests on few plans, one a round all the same, so that it learns: on dense alone it reads every
+    # pruned plan under the floor, and nothing would be promoted
+    learning = outlook is not None and outlook.line.points < LEARNING_POINTS
 
     def more(limit: int) -> int:
-        """How many more to promote: up to ``limit`` in all without an outlook; with one, while plans wait, one if
-        none is chosen yet, and in the final round none (what the outlook expects to add nothing goes to the
-        sampler: ``moprune.search.screen.run_screened``)."""
-        if outlook is not None and final:
-            return 0
-        if waits:
-            return 0 if chosen or explorer is not None else 1
-        return limit - len(chosen)
+        """How many more to promote: up to ``limit`` in all without an outlook; with one, one if none is chosen yet
+        while the line is ``learning``, else none (before the last round the quota waits for later plans; in it,
+        what the outlook expects to add nothing goes to the sampler: ``moprune.search.screen.run_screened``)."""
+        if outlook is None:
+            return limit - len(chosen)
+        return 1 if learning and not chosen and explorer is None else 0
 
     above = [t for t in pool if t not in chosen and (floor is None or read(t, line) >= floor)]
     chosen += _spread_by_rank(above, [d.name.lower() for d in screened.directions][:2], more(room), costs)
@@ -307,11 +316,9 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
                  else f"between {outlook.line.missed_below:.3f} (a fine-tuned plan that missed the budget) and the floor")
         chosen.append(tester)
     waiting = [t for t in below if t is not tester and t not in chosen]
-    if not final and outlook is not None:
+    if outlook is not None:
         reachable = [t for t in waiting if within_reach(outlook, read(t, line))]
-        if not chosen and explorer is None and waiting and not reachable:
-            reachable = waiting[:1]  # one a round all the same: the line learns from what it fine-tunes
-        waiting = reachable
+        waiting = reachable or waiting[:1]
     chosen += waiting[:more(count)]
     if explorer is not None:
         chosen.insert(0, explorer)
@@ -324,6 +331,34 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
                                                                    fixed_plan=record.fixed_plan,
                                                                    proposer=record.proposer).attrs())
     return [t.number for t in chosen]
+
+
+#: Two screened plans whose first costs lie within this share of each other and whose proxies within ``TWIN_PROXY``
+#: are one point to the fine-tuned front (``distinct``): the uniform and the global plan of one sweep level prune to
+#: such twins (bench ResNet-20 ``--quick`` seed 4, 2026-12-05: the 0.71 pair screened at 3.00x and 2.92x, 0.669 and
+#: 0.647, both were fine-tuned, 0.942 and 0.933), and the second fine-tune tells the front nothing the first did not.
+TWIN_COST = 0.08
+#: About the spread of an 8-step proxy between two fine-tune seeds on a few hundred validation images.
+TWIN_PROXY = 0.03
+
+
+def _twins(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two (proxy, first cost) points are within ``TWIN_PROXY`` and ``TWIN_COST`` of each other."""
+    return abs(a[0] - b[0]) <= TWIN_PROXY and abs(a[1] - b[1]) <= TWIN_COST * min(a[1], b[1])
+
+
+def distinct(fresh: list[optuna.trial.FrozenTrial], anchors: list[tuple[float, float]], cost: dict[int, float]
+             ) -> list[optuna.trial.FrozenTrial]:
+    """``fresh`` (screened plans, in their order) less each twin (``_twins``) of an ``anchor`` (a promoted plan's
+    proxy and first cost) or of a plan kept before it, highest proxy first: of twins, the one with the best proxy
+    is weighed for promotion."""
+    points, kept = list(anchors), set()
+    for t in sorted(fresh, key=lambda t: (-t.values[0], t.number)):
+        point = (t.values[0], cost[t.number])
+        if not any(_twins(point, q) for q in points):
+            kept.add(t.number)
+            points.append(point)
+    return [t for t in fresh if t.number in kept]
 
 
 def within_reach(outlook: Outlook, proxy: float) -> bool:

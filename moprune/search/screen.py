@@ -265,7 +265,7 @@ def run_screened(study: optuna.Study, ctx: StudyContext, storage: optuna.storage
         more = done + n < s.plans  # screening left: a quota this round's plans cannot use well waits for it
         cost = first_cost(scorer.latency_model if calibration is not None else None)
         chosen = promote(screened, study, min(quota, target - finished_count(study)), floor=floor, outlook=outlook,
-                         probing=s.probe, cost=cost, final=not more)
+                         probing=s.probe, cost=cost)
         carried = quota - len(chosen) if more else 0
         if not chosen and not more:
             log.info("no screened plan left that is expected to add to the fine-tuned front; the sampler proposes "
