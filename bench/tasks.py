@@ -17,8 +17,8 @@ asks the same of designed and random plans: all pooled, 1.02x the better sweep (
 Every task sets ``prune.drop_blocks``: the searches may also drop residual blocks (ResNet-20 has 7 that keep their
 input's shape, MobileNetV2 3, ResNet-8 1, VGG none), which the uniform and global sweeps never do. That is where
 the room is: with it, TPE with every plan fine-tuned held 1.14-1.20x the better sweep's hypervolume on ResNet-20
-(``bench/search_quality.py --quick --seeds 3``, 2026-12-04, README); ``bench/structure.py --drop`` sweeps chosen
-sets of dropped blocks against the sweeps.
+(``bench/search_quality.py --quick --seeds 3``, 2026-12-04, ``bench/search_quality.md``); ``bench/structure.py
+--drop`` sweeps chosen sets of dropped blocks against the sweeps.
 
 Every method of ``bench/search_quality.py`` searches the same space under the same budgets: at least 60% of the
 dense MACs removed (``constraints.max_macs``), accuracy within the task's ``max_accuracy_drop`` of dense, accuracy

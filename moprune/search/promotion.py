@@ -22,8 +22,8 @@ and all but one screened plan faster than 2.9x lay under the floor. ``probe`` sp
 plan under the floor, halving the proxy interval where the floor is untested each time: met, the floor drops to
 its proxy; missed, it bounds the interval. It is ``search.screen.probe``, off by default: on the bench's tasks
 (8-step proxies) the screen with it read 0.93x and 0.94x the better sweep (medians over 3 seeds) against 1.02x and
-0.96x without (``bench/search_quality.py --quick --seeds 3``, README): the fine-tunes it spent were needed more
-above the floor.
+0.96x without (``bench/search_quality.py --quick --seeds 3``, ``bench/search_quality.md``): the fine-tunes it
+spent were needed more above the floor.
 """
 
 from __future__ import annotations
