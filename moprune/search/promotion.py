@@ -316,7 +316,7 @@ def promote(screened: optuna.Study, study: optuna.Study, count: int, *, floor: f
                  else f"between {outlook.line.missed_below:.3f} (a fine-tuned plan that missed the budget) and the floor")
         chosen.append(tester)
     waiting = [t for t in below if t is not tester and t not in chosen]
-    if outlook is not None:
+    if learning:  # the one promoted all the same: the first the line puts within reach, else the highest
         reachable = [t for t in waiting if within_reach(outlook, read(t, line))]
         waiting = reachable or waiting[:1]
     chosen += waiting[:more(count)]
