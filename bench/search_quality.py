@@ -62,10 +62,11 @@ def default_tasks(*, quick: bool) -> list[str]:
 class Budget:
     """The screen method's budget (which sets everyone's wall-clock) and the searches' shared settings."""
 
-    # fine-tuned trials of the screen method: 24 from 16 (2026-12-05), as --quick's 20 from 14: ResNet-20 seeds 0-2
-    # 1.22x, 1.22x, 1.09x the better sweep (1.16x, 1.20x, 1.07x at 16), MobileNetV2 1.58x, 1.40x, 1.53x
-    n_trials: int = 24
-    plans: int = 64  # plans it screens
+    # fine-tuned trials of the screen method and plans it screens: 32 of 48 (2026-12-05), as --quick's 20 of 24: a
+    # fine-tune costs only about 2.5 screened plans on these tasks. ResNet-20 seeds 0-2: 1.25x, 1.23x, 1.21x the
+    # better sweep (24 of 64: 1.22x, 1.22x, 1.09x; 16 of 64: 1.16x, 1.20x, 1.07x); bench/search_quality.md
+    n_trials: int = 32
+    plans: int = 48
     rounds: int = 4
     sweep: int = 8  # levels of the uniform and of the global sweep screened first (out of `plans`)
     proxy: str = "finetune"
