@@ -509,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=0,
                         help="start the bench seeds here (fresh seeds to check a result found on seeds 0..S-1)")
     parser.add_argument("--quick", action="store_true",
-                        help="smaller budgets (20 fine-tuned, 24 screened, 6 plans in the proxy check), one seed unless --seeds")
+                        help=f"smaller budgets ({QUICK.n_trials} fine-tuned, {QUICK.plans} screened, {QUICK.proxy_plans} "
+                             "plans in the proxy check), one seed unless --seeds")
     parser.add_argument("--proxy", choices=("adaptive_bn", "finetune", "none"), default=None,
                         help="the screen's proxy (default finetune)")
     parser.add_argument("--screen-latency", choices=("model", "measure"), default=None,
